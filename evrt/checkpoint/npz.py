@@ -1,0 +1,53 @@
+"""``.npz`` state dicts: one array per state-dict key, read with ``allow_pickle=False``.
+
+An optional ``__args__`` entry (a 0-d string array holding a JSON object) becomes ``Checkpoint.args``;
+other ``__name__`` entries that are 0-d become ``extra``.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+
+from ..errors import CheckpointError
+from . import Checkpoint, strip_module_prefix
+
+
+def looks_like_npz(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+        return bool(names) and all(n.endswith(".npy") for n in names)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def load(path) -> Checkpoint:
+    path = str(path)
+    state, extra, args = {}, {}, None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                a = z[k]
+                if k.startswith("__") and k.endswith("__") and a.ndim == 0:
+                    v = a.item()
+                    if k == "__args__":
+                        try:
+                            args = json.loads(v)
+                        except (TypeError, ValueError):
+                            raise CheckpointError(f"{path}: __args__ is not a JSON object") from None
+                        if not isinstance(args, dict):
+                            raise CheckpointError(f"{path}: __args__ is not a JSON object")
+                    else:
+                        extra[k.strip("_")] = v
+                    continue
+                state[k] = np.ascontiguousarray(a)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        # ValueError covers object arrays refused by allow_pickle=False
+        raise CheckpointError(f"{path}: cannot read npz checkpoint ({e})") from None
+    if not state:
+        raise CheckpointError(f"{path}: npz file holds no arrays")
+    return Checkpoint(state=strip_module_prefix(state, path), args=args, extra=extra, container="npz", path=path)

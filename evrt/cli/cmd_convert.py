@@ -1,0 +1,63 @@
+"""evrt convert CKPT --arch A -o MODEL.evrt: import a trained checkpoint without torch and fold it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import EvrtError
+
+
+def register(sub):
+    from ..archs import ARCHS
+    p = sub.add_parser("convert", help="fold a PyTorch checkpoint (.pth/.pth.tar/.safetensors/.npz) into an .evrt model")
+    p.add_argument("checkpoint")
+    p.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    p.add_argument("-o", "--output", required=True, help="output .evrt file")
+    p.add_argument("--timesteps", "-T", type=int, help="T (required when the checkpoint saves no args)")
+    p.add_argument("--classes", help="class names in output order: a text file (one per line) or a JSON list")
+    p.add_argument("--sensor", default="128x128", help="input width x height (default 128x128)")
+    p.add_argument("--heads", type=int, help="attention heads, when the checkpoint's args do not say")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def read_class_file(path: str) -> list[str]:
+    text = Path(path).read_text()
+    if text.lstrip().startswith("["):
+        names = json.loads(text)
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not all(isinstance(n, str) for n in names):
+        raise EvrtError(f"{path}: class names must be strings")
+    return names
+
+
+def parse_sensor(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EvrtError(f"--sensor must look like 128x128, got {text!r}") from None
+    return w, h
+
+
+def run(args) -> int:
+    from ..archs import convert
+    from ..checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    classes = read_class_file(args.classes) if args.classes else None
+    graph = convert(ckpt, args.arch, timesteps=args.timesteps, classes=classes,
+                    sensor=parse_sensor(args.sensor), num_heads=args.heads)
+    graph.save(args.output)
+    meta = graph.meta
+    summary = {"output": args.output, "arch": args.arch, "T": meta["T"], "params": graph.num_params,
+               "ops": len(graph.ops), "classes": meta["classes"], "unused_keys": meta["unused_keys"],
+               "convert_seconds": meta["convert_seconds"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {args.output}: {args.arch}, T={meta['T']}, {graph.num_params:,} parameters, "
+              f"{len(graph.ops)} ops ({meta['convert_seconds']:.2f} s)")
+        if meta["unused_keys"]:
+            print(f"unused checkpoint tensors (not needed at inference): {', '.join(meta['unused_keys'])}")
+    return 0

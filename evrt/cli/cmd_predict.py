@@ -1,0 +1,36 @@
+"""evrt predict MODEL.evrt EVENTS: one clip-mode prediction for a recording, framed by the reference rule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def register(sub):
+    p = sub.add_parser("predict", help="classify one recording as one sample (clip mode, reference framing)")
+    p.add_argument("model")
+    p.add_argument("events", help="an event file: .npz with t,x,y,p, or any supported recording format")
+    p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..engine import Session
+    from ..formats import read_recording
+
+    sess = Session(args.model, precision=args.precision)
+    rec = read_recording(args.events)
+    res = sess.run_clip(rec.events)
+    probs = np.exp(res.logits - res.logits.max())
+    probs /= probs.sum()
+    k = res.class_index
+    out = {"class_index": k, "class_name": sess.class_name(k), "confidence": float(probs[k]),
+           "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(rec.events))}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['class_name']} (index {k}, p={out['confidence']:.3f}); {res.acs:,} ACs, {res.macs:,} MACs "
+              f"over {sess.T} steps, {len(rec.events):,} events")
+        print("logits: " + " ".join(f"{v:.4f}" for v in res.logits))
+    return 0

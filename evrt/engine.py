@@ -1,0 +1,250 @@
+"""Session: runs a folded graph one timestep at a time, holding all neuron state.
+
+Readout (DESIGN "Execution"):
+- clip mode: the prediction is the mean of the step outputs since the last reset; the state is reset
+  every T steps (every sample) — identical to the reference, which is trained on T-step clips.
+- continuous mode: the prediction is the sliding mean over the last T step outputs; the state is reset
+  every `reset_every` steps, or never (`reset_every=None`).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .counters import LayerCount, Report
+from .errors import GraphError
+from .graph import Graph
+from .ops import build
+
+PRECISIONS = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass
+class StepOutput:
+    logits: np.ndarray        # this step's output (K,)
+    readout: np.ndarray       # the prediction's logits after this step (mean over the readout window)
+    t: int                    # step index within the current segment (0-based)
+    acs: int
+    macs: int
+    reset_after: bool = False  # the state was reset after this step (end of a T-step segment)
+
+    @property
+    def class_index(self) -> int:
+        return int(np.argmax(self.readout))
+
+
+@dataclass
+class ClipResult:
+    logits: np.ndarray
+    step_logits: np.ndarray   # (T, K)
+    acs: int
+    macs: int
+
+    @property
+    def class_index(self) -> int:
+        return int(np.argmax(self.logits))
+
+
+class _Context:
+    """Per-step options the ops see: tracing and teacher forcing."""
+
+    def __init__(self):
+        self.trace = False
+        self.force = None
+        self.t = 0
+        self.traces: dict[str, list] = {}
+        self.dropped_events = 0
+
+    def record(self, name, spikes, h):
+        self.traces.setdefault(name, []).append((spikes.copy(), h.copy()))
+
+
+@dataclass
+class _Totals:
+    steps: int = 0
+    layers: dict = field(default_factory=dict)
+
+
+class Session:
+    def __init__(self, graph: Graph | str, precision: str = "float32", mode: str = "clip",
+                 reset_every: int | None | str = "T"):
+        if not isinstance(graph, Graph):
+            graph = Graph.load(graph)
+        if precision not in PRECISIONS:
+            raise GraphError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if mode not in ("clip", "continuous"):
+            raise GraphError(f"mode must be 'clip' or 'continuous', got {mode!r}")
+        self.graph = graph
+        self.meta = graph.meta
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.mode = mode
+        self.T = int(graph.meta.get("T", 1))
+        if reset_every == "T":
+            reset_every = self.T
+        self.reset_every = reset_every
+        self.classes = list(graph.meta.get("classes") or [])
+        self.output = graph.meta.get("output", graph.ops[-1].name)
+        self.impls = []
+        shapes = {"events": None}
+        for op in graph.ops:
+            impl = build(op, [shapes[s] for s in op.inputs], self.dtype)
+            shapes[op.name] = impl.out_shape
+            self.impls.append(impl)
+        self.ctx = _Context()
+        self._window: deque = deque(maxlen=self.T)
+        self._sum = None
+        self.t = 0
+        self.reset_counters()
+
+    # ------------------------------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Fresh neuron state and readout (a new sample / segment)."""
+        for impl in self.impls:
+            impl.reset()
+        self._window.clear()
+        self._sum = None
+        self.t = 0
+
+    def reset_counters(self) -> None:
+        self._totals = _Totals()
+        for impl in self.impls:
+            self._totals.layers[impl.name] = LayerCount(
+                impl.name, impl.op.type, tuple(impl.out_shape), neurons=impl.neurons, dense_ops=impl.dense_ops,
+                in_size=impl.in_size if impl.is_synaptic or impl.op.type == "events_in" else 0,
+                real_input=impl.op.attrs.get("in_kind") == "real")
+        self.ctx.dropped_events = 0
+
+    @property
+    def trace(self) -> bool:
+        return self.ctx.trace
+
+    @trace.setter
+    def trace(self, on: bool) -> None:
+        self.ctx.trace = bool(on)
+        self.ctx.traces = {}
+
+    @property
+    def traces(self) -> dict:
+        """name -> list over steps of (spikes, pre-fire membrane H), runtime layout."""
+        return self.ctx.traces
+
+    @property
+    def dropped_events(self) -> int:
+        return self.ctx.dropped_events
+
+    # ------------------------------------------------------------------------------------------- step
+    def step(self, x, force: dict | None = None) -> StepOutput:
+        """One timestep. x: this step's events (EVENT_DTYPE array) or a frame (C, H, W).
+        force: {neuron layer: spikes in the reference layout} — teacher forcing (see INTERNALS.md)."""
+        ctx = self.ctx
+        ctx.force = {k: self.from_reference(k, v) for k, v in force.items()} if force else None
+        ctx.t = self.t
+        values = {"events": x}
+        acs = macs = 0
+        layers = self._totals.layers
+        for impl in self.impls:
+            st = impl.stats
+            st.acs = st.macs = st.spikes = st.in_nonzero = 0
+            values[impl.name] = impl.run([values[s] for s in impl.op.inputs], ctx)
+            layers[impl.name].add(st)
+            acs += st.acs
+            macs += st.macs
+        self._totals.steps += 1
+        logits = np.array(values[self.output], dtype=np.float64).reshape(-1)
+        readout = self._read(logits)
+        out = StepOutput(logits, readout, self.t, acs, macs)
+        self.t += 1
+        if self.reset_every and self.t >= self.reset_every:
+            self._reset_state_only()
+            out.reset_after = True
+        return out
+
+    def _read(self, logits: np.ndarray) -> np.ndarray:
+        if self.mode == "clip":
+            self._sum = logits.copy() if self._sum is None else self._sum + logits
+            return self._sum / (self.t + 1)
+        self._window.append(logits)
+        return np.mean(np.stack(self._window), axis=0)
+
+    def _reset_state_only(self) -> None:
+        for impl in self.impls:
+            impl.reset()
+        self.t = 0
+        if self.mode == "clip":
+            self._sum = None
+
+    # ------------------------------------------------------------------------------------------- clip
+    def run_clip(self, events=None, frames=None) -> ClipResult:
+        """One sample in clip mode: framed by the model's reference rule, T steps from a fresh state.
+        Give either the sample's events or precomputed frames (T, C, H, W) in the reference layout."""
+        from .framing import FrameSpec, event_bins, clip_frames
+
+        self.reset()
+        spec = FrameSpec.from_dict(self.meta["frame"])
+        if frames is None:
+            if spec.resize == "antialias":
+                frames = clip_frames(events, spec, dtype=self.dtype)
+                steps = list(frames)
+            else:
+                steps = list(event_bins(events, self.T))
+        else:
+            steps = list(frames)
+        if len(steps) != self.T:
+            raise GraphError(f"a clip has {self.T} steps for this model, got {len(steps)}")
+        saved, self.reset_every = self.reset_every, None
+        try:
+            outs = [self.step(x) for x in steps]
+        finally:
+            self.reset_every = saved
+        step_logits = np.stack([o.logits for o in outs])
+        res = ClipResult(step_logits.mean(axis=0), step_logits, sum(o.acs for o in outs), sum(o.macs for o in outs))
+        self.reset()
+        return res
+
+    # ------------------------------------------------------------------------------ reference layout
+    def _impl(self, name: str):
+        for impl in self.impls:
+            if impl.name == name:
+                return impl
+        raise KeyError(f"no op named {name!r}")
+
+    def to_reference(self, name: str, arr: np.ndarray, membrane: bool = False) -> np.ndarray:
+        """A neuron layer's runtime array -> the reference model's layout (and membrane scale)."""
+        attrs = self._impl(name).op.attrs
+        shape = attrs.get("ref_shape")
+        out = np.asarray(arr)
+        if attrs.get("ref_layout", "channels_first") == "channels_first" and out.ndim > 1:
+            out = np.moveaxis(out, -1, 0)
+        if shape:
+            out = out.reshape(shape)
+        if membrane:
+            out = out * np.asarray(attrs.get("h_scale", 1.0))
+        return out
+
+    def from_reference(self, name: str, arr: np.ndarray) -> np.ndarray:
+        impl = self._impl(name)
+        attrs = impl.op.attrs
+        out = np.asarray(arr)
+        if attrs.get("ref_layout", "channels_first") == "channels_first" and len(impl.out_shape) > 1:
+            c = impl.out_shape[-1]
+            out = np.moveaxis(out.reshape(c, -1), 0, -1)
+        return np.ascontiguousarray(out.reshape(impl.out_shape))
+
+    def reference_traces(self) -> dict:
+        """name -> (spikes (T, ...), H (T, ...)) in the reference layout, from the recorded trace."""
+        out = {}
+        for name, steps in self.ctx.traces.items():
+            out[name] = (np.stack([self.to_reference(name, s) for s, _ in steps]),
+                         np.stack([self.to_reference(name, h, membrane=True) for _, h in steps]))
+        return out
+
+    # ----------------------------------------------------------------------------------------- report
+    def report(self) -> Report:
+        """Counters accumulated since the last reset_counters()."""
+        return Report(self._totals.steps, list(self._totals.layers.values()))
+
+    def class_name(self, index: int) -> str:
+        return self.classes[index] if 0 <= index < len(self.classes) else str(index)

@@ -1,0 +1,67 @@
+"""Options shared by the pipeline commands (source, classify, serve, watch)."""
+from __future__ import annotations
+
+from ..errors import EvrtError
+from .sockets import DEFAULT_HWM
+
+EVENTS_ADDR = "tcp://127.0.0.1:5555"
+PRED_ADDR = "tcp://127.0.0.1:5556"
+
+
+def add_common(p, metrics: bool = True) -> None:
+    p.add_argument("--json", action="store_true", help="log one JSON object per line (stderr)")
+    p.add_argument("--hwm", type=int, default=DEFAULT_HWM,
+                   help=f"high-water mark: messages queued per socket before PUB drops / PUSH blocks "
+                        f"(default {DEFAULT_HWM})")
+    p.add_argument("--curve-keys", metavar="DIR",
+                   help="encrypt and authenticate with CURVE keys from DIR (made by `evrt keys DIR`)")
+    if metrics:
+        p.add_argument("--metrics-every", type=float, default=10.0, metavar="S",
+                       help="print a metrics line every S seconds (0: never; default 10)")
+
+
+def add_mapping(p) -> None:
+    p.add_argument("--crop", metavar="X,Y,W,H", help="keep only this sensor region")
+    p.add_argument("--downsample", type=int, default=1, metavar="N", help="divide coordinates by N")
+    p.add_argument("--flip-x", action="store_true", help="mirror horizontally")
+    p.add_argument("--flip-y", action="store_true", help="mirror vertically")
+
+
+def add_framing(p) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--count", type=int, metavar="N", help="a step every N events (default: the model's meta)")
+    g.add_argument("--window-us", type=int, metavar="D", help="a step every D µs (empty windows are steps)")
+    p.add_argument("--precision", choices=("float32", "float64"), default="float32")
+    p.add_argument("--mode", choices=("continuous", "clip"), default="continuous",
+                   help="readout: sliding mean over the last T steps (continuous) or mean since the last reset")
+    p.add_argument("--reset-every", type=int, metavar="STEPS",
+                   help="reset the neuron state every STEPS steps (default: never in continuous mode, T in clip mode)")
+
+
+def mapping_from(args):
+    from .source import SensorMap
+    crop = None
+    if args.crop:
+        try:
+            crop = tuple(int(v) for v in args.crop.split(","))
+        except ValueError:
+            raise EvrtError(f"--crop {args.crop!r}: expected four integers X,Y,W,H") from None
+    return SensorMap(crop=crop, downsample=args.downsample, flip_x=args.flip_x, flip_y=args.flip_y)
+
+
+def curve_from(args):
+    if not getattr(args, "curve_keys", None):
+        return None
+    from .sockets import Curve
+    return Curve(args.curve_keys)
+
+
+def classifier_from(args):
+    from ..streaming import StreamClassifier
+    reset_every = args.reset_every if args.reset_every is not None else ("T" if args.mode == "clip" else None)
+    return StreamClassifier.from_model(args.model, precision=args.precision, mode=args.mode,
+                                       reset_every=reset_every, count=args.count, window_us=args.window_us)
+
+
+def describe_framer(f) -> str:
+    return f"every {f.count} events" if f.count else f"every {f.window_us} µs"

@@ -1,0 +1,148 @@
+"""Socket plumbing shared by every pipeline command: addresses, bounded queues, CURVE security.
+
+Conventions: the side that binds is the CURVE *server*, the side that connects is the *client*.
+``evrt keys DIR`` writes ``DIR/server.key(_secret)``, ``DIR/client.key(_secret)`` and
+``DIR/authorized_clients/client.key``; a server accepts exactly the public keys found in
+``DIR/authorized_clients`` (copy more client ``.key`` files there to admit more clients).
+"""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import sys
+from pathlib import Path
+
+import zmq
+
+from ..errors import EvrtError
+
+__all__ = ["normalize_addr", "is_loopback", "Curve", "make_keys", "open_socket", "DEFAULT_HWM", "LINGER_MS"]
+
+DEFAULT_HWM = 64      # messages; at ~10 ms packets this is under a second of camera data
+LINGER_MS = 1000      # how long close() may wait to deliver what is still queued
+
+
+def normalize_addr(addr: str, default_host: str = "127.0.0.1") -> str:
+    """``5555`` / ``:5555`` / ``host:5555`` / full ZeroMQ endpoints -> a ZeroMQ endpoint; the default
+    host is loopback so nothing is exposed unless asked for."""
+    addr = str(addr).strip()
+    if "://" in addr:
+        return addr
+    if addr.isdigit():
+        return f"tcp://{default_host}:{addr}"
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise EvrtError(f"address {addr!r} is not PORT, HOST:PORT or a ZeroMQ endpoint (tcp://HOST:PORT)")
+    return f"tcp://{host or default_host}:{port}"
+
+
+def is_loopback(endpoint: str) -> bool:
+    if not endpoint.startswith("tcp://"):
+        return True  # ipc:// and inproc:// never leave the machine
+    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # an interface name or a DNS name: assume it is reachable from outside
+
+
+def make_keys(directory: str | Path, force: bool = False) -> dict:
+    """Create a server and a client keypair and authorise the client. Returns the paths written."""
+    import zmq.auth
+
+    d = Path(directory)
+    if (d / "server.key_secret").exists() and not force:
+        raise EvrtError(f"{d} already holds keys (server.key_secret); pass --force to replace them")
+    d.mkdir(parents=True, exist_ok=True)
+    server_pub, server_sec = zmq.auth.create_certificates(str(d), "server")
+    client_pub, client_sec = zmq.auth.create_certificates(str(d), "client")
+    auth = d / "authorized_clients"
+    auth.mkdir(exist_ok=True)
+    shutil.copy(client_pub, auth / "client.key")
+    for p in (server_sec, client_sec):
+        Path(p).chmod(0o600)
+    return {"server_public": server_pub, "server_secret": server_sec, "client_public": client_pub,
+            "client_secret": client_sec, "authorized": str(auth)}
+
+
+class Curve:
+    """CURVE keys from a directory made by ``make_keys``. One authenticator per context (it runs a
+    thread answering ZAP requests for every CURVE server socket of that context)."""
+
+    def __init__(self, directory: str | Path):
+        import zmq.auth
+
+        self.dir = Path(directory)
+        self._auth = None
+        try:
+            self.server_public, self.server_secret = (None, None)
+            if (self.dir / "server.key_secret").exists():
+                self.server_public, self.server_secret = zmq.auth.load_certificate(str(self.dir / "server.key_secret"))
+            elif (self.dir / "server.key").exists():
+                self.server_public, _ = zmq.auth.load_certificate(str(self.dir / "server.key"))
+            self.client_public = self.client_secret = None
+            if (self.dir / "client.key_secret").exists():
+                self.client_public, self.client_secret = zmq.auth.load_certificate(str(self.dir / "client.key_secret"))
+        except (OSError, ValueError) as exc:
+            raise EvrtError(f"cannot read CURVE keys in {self.dir}: {exc}") from None
+        if self.server_public is None:
+            raise EvrtError(f"no server.key in {self.dir}; create keys with `evrt keys {self.dir}`")
+
+    def start(self, ctx: zmq.Context) -> None:
+        if self._auth is not None:
+            return
+        from zmq.auth.thread import ThreadAuthenticator
+
+        auth_dir = self.dir / "authorized_clients"
+        if not auth_dir.is_dir():
+            raise EvrtError(f"{auth_dir} is missing; create keys with `evrt keys {self.dir}`")
+        self._auth = ThreadAuthenticator(ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(auth_dir))
+
+    def stop(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    def server(self, sock: zmq.Socket) -> None:
+        if self.server_secret is None:
+            raise EvrtError(f"{self.dir} has no server.key_secret; this side binds and must be the CURVE server")
+        self.start(sock.context)
+        sock.curve_secretkey = self.server_secret
+        sock.curve_publickey = self.server_public
+        sock.curve_server = True
+
+    def client(self, sock: zmq.Socket) -> None:
+        if self.client_secret is None:
+            raise EvrtError(f"{self.dir} has no client.key_secret; this side connects and needs a client keypair")
+        sock.curve_secretkey = self.client_secret
+        sock.curve_publickey = self.client_public
+        sock.curve_serverkey = self.server_public
+
+
+def open_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool, hwm: int = DEFAULT_HWM,
+                curve: Curve | None = None, subscribe: bytes | None = b"", log=None) -> zmq.Socket:
+    """A socket with bounded queues (SNDHWM/RCVHWM), linger, optional CURVE, bound or connected."""
+    endpoint = normalize_addr(addr)
+    sock = ctx.socket(kind)
+    sock.sndhwm = sock.rcvhwm = int(hwm)
+    sock.linger = LINGER_MS
+    if kind == zmq.SUB and subscribe is not None:
+        sock.setsockopt(zmq.SUBSCRIBE, subscribe)
+    if curve is not None:
+        (curve.server if bind else curve.client)(sock)
+    try:
+        if bind:
+            if not is_loopback(endpoint) and curve is None:
+                msg = f"binding {endpoint} without --curve-keys: anyone who can reach it can read and inject data"
+                (log.warn(msg) if log else print(f"evrt: warning: {msg}", file=sys.stderr))
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise EvrtError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
+    return sock

@@ -1,0 +1,338 @@
+"""Event sources and the publishing side of the pipeline.
+
+Every source (camera, DV network stream, recording replay, in-memory array) is an iterator of event
+packets (``EVENT_DTYPE`` arrays, time-ordered). ``publish`` maps them onto the model's sensor and sends
+them through one code path, so a replayed file exercises exactly what a live camera does.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+import numpy as np
+import zmq
+
+from ..errors import EvrtError
+from ..events import EVENT_DTYPE, as_events, make_events
+from .protocol import END_OF_STREAM, EVENTS, RESET, encode
+
+__all__ = ["SensorMap", "ArraySource", "FileSource", "InivationSource", "DvNetworkSource", "open_source",
+           "list_cameras", "Publisher", "publish", "CAMERA_HELP"]
+
+CAMERA_HELP = ("camera SPEC: auto | inivation[:SERIAL] | dv://HOST:PORT | file:PATH[?speed=1.0|max]")
+PACKET_US = 10_000  # replay packet length: what a USB camera typically delivers per read
+
+
+# ------------------------------------------------------------------------------------- sensor mapping
+@dataclass
+class SensorMap:
+    """Crop, flip and downsample events so a big sensor (320×240 … 1280×720) feeds a model trained on
+    e.g. 128×128. Order: crop ``(x, y, w, h)`` (events outside are dropped), flip within the crop, then
+    integer downsampling (``x // n``; events landing on the same pixel stay separate events, so counts
+    add up like pooling a count frame)."""
+    crop: tuple | None = None
+    downsample: int = 1
+    flip_x: bool = False
+    flip_y: bool = False
+
+    def __post_init__(self):
+        if self.crop is not None:
+            self.crop = tuple(int(v) for v in self.crop)
+            if len(self.crop) != 4 or min(self.crop) < 0 or self.crop[2] < 1 or self.crop[3] < 1:
+                raise EvrtError(f"--crop needs X,Y,W,H with W, H >= 1, got {self.crop}")
+        if int(self.downsample) < 1:
+            raise EvrtError(f"--downsample must be >= 1, got {self.downsample}")
+        self.downsample = int(self.downsample)
+
+    @property
+    def identity(self) -> bool:
+        return self.crop is None and self.downsample == 1 and not self.flip_x and not self.flip_y
+
+    def out_size(self, sensor_size) -> tuple:
+        w, h = self.crop[2:] if self.crop else sensor_size
+        return (int(w) + self.downsample - 1) // self.downsample, (int(h) + self.downsample - 1) // self.downsample
+
+    def __call__(self, ev: np.ndarray, sensor_size) -> np.ndarray:
+        if self.identity:
+            return ev
+        x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
+        w, h = (int(v) for v in sensor_size)
+        keep = None
+        if self.crop:
+            cx, cy, w, h = self.crop
+            x, y = x - cx, y - cy
+            keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        if self.flip_x:
+            x = (w - 1) - x
+        if self.flip_y:
+            y = (h - 1) - y
+        if keep is not None:
+            x, y, ev = x[keep], y[keep], ev[keep]
+        n = self.downsample
+        out = np.empty(len(ev), EVENT_DTYPE)
+        out["t"], out["on"] = ev["t"], ev["on"]
+        out["x"], out["y"] = x // n, y // n
+        return out
+
+
+# -------------------------------------------------------------------------------------------- sources
+class ArraySource:
+    """An in-memory recording cut into packets of ``packet_us`` sensor time, optionally paced.
+    ``speed``: 1.0 = real time, 2.0 = twice as fast, None = as fast as the consumer takes it."""
+
+    def __init__(self, events, sensor_size=None, speed: float | None = None, packet_us: int = PACKET_US,
+                 max_packet: int = 100_000, name: str = "array"):
+        self.events = as_events(events)
+        if sensor_size is None:
+            sensor_size = (int(self.events["x"].max()) + 1, int(self.events["y"].max()) + 1) if len(self.events) else (0, 0)
+        self.sensor_size = tuple(int(v) for v in sensor_size)
+        self.speed, self.packet_us, self.max_packet, self.name = speed, int(packet_us), int(max_packet), name
+
+    def bounds(self) -> np.ndarray:
+        """Packet boundaries: every ``packet_us`` of sensor time, big packets split at ``max_packet``."""
+        t = self.events["t"]
+        if not len(t):
+            return np.zeros(1, np.int64)
+        edges = np.arange(int(t[0]), int(t[-1]) + self.packet_us, self.packet_us, dtype=np.int64)
+        b = np.unique(np.concatenate([np.searchsorted(t, edges.astype(np.uint64)), [len(t)]]))
+        if len(b) and b[0] != 0:
+            b = np.concatenate([[0], b])
+        split = [np.arange(lo, hi, self.max_packet) for lo, hi in zip(b[:-1], b[1:])]
+        return np.concatenate(split + [[len(t)]]).astype(np.int64)
+
+    def __iter__(self):
+        b = self.bounds()
+        t = self.events["t"]
+        wall0 = time.monotonic()
+        for lo, hi in zip(b[:-1], b[1:]):
+            pkt = self.events[lo:hi]
+            if self.speed:
+                # a packet is due when the sensor clock reaches its last event
+                due = wall0 + (int(t[hi - 1]) - int(t[0])) / 1e6 / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield pkt
+
+    def close(self):
+        pass
+
+
+def load_recording(path: str):
+    """(events, sensor_size) of any recording ``evrt.formats.read_recording`` reads."""
+    try:
+        from ..formats import read_recording
+    except ImportError:
+        read_recording = None
+    if read_recording is not None:
+        rec = read_recording(path)
+        return as_events(rec.events), tuple(rec.sensor_size) if rec.sensor_size else None
+    # fallback until evrt.formats exposes read_recording: plain .npy / .npz event arrays
+    if str(path).endswith((".npy", ".npz")):
+        try:
+            obj = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise EvrtError(f"{path}: cannot read ({exc})") from None
+        return as_events(obj), None
+    raise EvrtError(f"{path}: this evrt cannot read recordings of this kind yet (evrt.formats.read_recording missing)")
+
+
+class FileSource(ArraySource):
+    def __init__(self, path: str, speed: float | None = 1.0, packet_us: int = PACKET_US):
+        if not os.path.exists(path):
+            raise EvrtError(f"recording {path} does not exist")
+        ev, size = load_recording(path)
+        super().__init__(ev, size, speed=speed, packet_us=packet_us, name=f"file:{path}")
+
+
+def _dv():
+    try:
+        import dv_processing as dv
+    except ImportError:
+        return None
+    return dv
+
+
+_NO_DV = ("the dv-processing package is not installed (needed for iniVation cameras and dv:// streams); "
+          'install it with: pip install "evrt[camera]"')
+
+
+def _dv_packets(reader, name, stop_poll_s=0.001):
+    """Packets from a dv-processing reader (CameraCapture or NetworkReader) as EVENT_DTYPE arrays."""
+    running = getattr(reader, "isRunning", None) or getattr(reader, "isConnected", None) or (lambda: True)
+    while running():
+        batch = reader.getNextEventBatch()
+        if batch is None:
+            time.sleep(stop_poll_s)  # the driver has nothing yet; do not spin a shared core
+            continue
+        a = batch.numpy()
+        if len(a):
+            yield make_events(a["timestamp"], a["x"], a["y"], a["polarity"])
+    raise EvrtError(f"{name}: the stream stopped (camera unplugged or sender closed)")
+
+
+class InivationSource:
+    def __init__(self, serial: str = ""):
+        dv = _dv()
+        if dv is None:
+            raise EvrtError(_NO_DV)
+        try:
+            self.cam = dv.io.CameraCapture(serial) if serial else dv.io.CameraCapture()
+        except Exception as exc:  # the driver raises plain RuntimeError with its own text
+            raise EvrtError(f"cannot open iniVation camera {serial or '(first found)'}: {exc}") from None
+        if hasattr(self.cam, "isEventStreamAvailable") and not self.cam.isEventStreamAvailable():
+            raise EvrtError(f"camera {self.cam.getCameraName()} provides no event stream")
+        self.name = f"inivation:{self.cam.getCameraName()}"
+        self.sensor_size = tuple(int(v) for v in self.cam.getEventResolution())
+
+    def __iter__(self):
+        return _dv_packets(self.cam, self.name)
+
+    def close(self):
+        self.cam = None
+
+
+class DvNetworkSource:
+    def __init__(self, host: str, port: int):
+        dv = _dv()
+        if dv is None:
+            raise EvrtError(_NO_DV)
+        try:
+            self.reader = dv.io.NetworkReader(host, int(port))
+        except Exception as exc:
+            raise EvrtError(f"cannot connect to DV stream dv://{host}:{port}: {exc}") from None
+        if not self.reader.isEventStreamAvailable():
+            raise EvrtError(f"dv://{host}:{port} carries no event stream")
+        self.name = f"dv://{host}:{port}"
+        res = self.reader.getEventResolution()
+        self.sensor_size = tuple(int(v) for v in res) if res is not None else (0, 0)
+
+    def __iter__(self):
+        return _dv_packets(self.reader, self.name)
+
+    def close(self):
+        self.reader = None
+
+
+def list_cameras() -> list:
+    dv = _dv()
+    if dv is None:
+        raise EvrtError(_NO_DV)
+    return list(dv.io.discoverDevices())
+
+
+def open_source(spec: str):
+    """A source from a camera SPEC (see ``CAMERA_HELP``)."""
+    spec = spec.strip()
+    if spec.startswith("file:"):
+        path, _, query = spec[5:].partition("?")
+        speed = parse_qs(query).get("speed", ["1.0"])[0]
+        try:
+            speed = None if speed == "max" else float(speed)
+        except ValueError:
+            raise EvrtError(f"speed={speed!r} in {spec!r}: use a number (1.0 = real time) or max") from None
+        if speed is not None and speed <= 0:
+            raise EvrtError(f"speed must be > 0 or max, got {speed}")
+        return FileSource(path, speed=speed)
+    if spec.startswith("dv://"):
+        host, _, port = spec[5:].rpartition(":")
+        if not host or not port.isdigit():
+            raise EvrtError(f"{spec!r}: expected dv://HOST:PORT")
+        return DvNetworkSource(host, int(port))
+    if spec == "inivation" or spec.startswith("inivation:"):
+        return InivationSource(spec.partition(":")[2])
+    if spec == "auto":
+        tried = []
+        dv = _dv()
+        if dv is None:
+            tried.append("iniVation cameras via dv-processing: not installed")
+        else:
+            found = list(dv.io.discoverDevices())
+            if found:
+                return InivationSource(found[0])
+            tried.append("iniVation cameras via dv-processing: none connected")
+        raise EvrtError("--camera auto found no camera. Tried: " + "; ".join(tried) +
+                        '. Install drivers with: pip install "evrt[camera]", or replay a recording with '
+                        "--camera file:PATH")
+    raise EvrtError(f"unknown camera {spec!r}; {CAMERA_HELP}")
+
+
+# -------------------------------------------------------------------------------------------- publish
+class Publisher:
+    """Sends one stream on a PUB or PUSH socket. A stream id (random per Publisher, so a restarted
+    source is a new stream to every receiver) and a sequence number (+1 per message, any kind) let
+    receivers detect restarts and count lost messages."""
+
+    def __init__(self, sock: zmq.Socket, sensor_size=(0, 0), stream_id: int | None = None,
+                 stop: threading.Event | None = None):
+        self.sock = sock
+        self.sensor_size = tuple(int(v) for v in sensor_size)
+        self.stream_id = int.from_bytes(os.urandom(4), "little") if stream_id is None else int(stream_id)
+        self.seq = 0
+        self.stop = stop or threading.Event()
+        self.sent_messages = self.sent_events = 0
+
+    def _send(self, frames, final: bool = False) -> bool:
+        # PUB never blocks (it drops at the HWM); PUSH blocks when every peer is full or none is
+        # connected: wait in short slices so a stop request is still honoured. The final message of a
+        # stream (END_OF_STREAM) is still attempted after a stop, for one second at most.
+        deadline = time.monotonic() + 1.0 if final else None
+        while final or not self.stop.is_set():
+            if self.sock.poll(100, zmq.POLLOUT):
+                self.sock.send_multipart(frames, copy=False)
+                self.seq += 1
+                self.sent_messages += 1
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return False
+
+    def send_events(self, ev: np.ndarray, start_us: int | None = None, end_us: int | None = None) -> bool:
+        if start_us is None:
+            start_us = int(ev["t"][0]) if len(ev) else 0
+        if end_us is None:
+            end_us = int(ev["t"][-1]) + 1 if len(ev) else start_us
+        ok = self._send(encode(EVENTS, self.stream_id, self.seq, ev, start_us, end_us, self.sensor_size))
+        if ok:
+            self.sent_events += len(ev)
+        return ok
+
+    def send_reset(self) -> bool:
+        return self._send(encode(RESET, self.stream_id, self.seq, sensor_size=self.sensor_size))
+
+    def send_end(self) -> bool:
+        return self._send(encode(END_OF_STREAM, self.stream_id, self.seq, sensor_size=self.sensor_size), final=True)
+
+
+def publish(source, pub: Publisher, mapping: SensorMap | None = None, log=None, metrics=None,
+            end_of_stream: bool = True) -> None:
+    """Map and send every packet of ``source`` until it ends or ``pub.stop`` is set, then (optionally)
+    send END_OF_STREAM so consumers flush their open window."""
+    mapping = mapping or SensorMap()
+    in_size = getattr(source, "sensor_size", (0, 0))
+    pub.sensor_size = mapping.out_size(in_size) if in_size and min(in_size) > 0 else pub.sensor_size
+    if log:
+        log.info(f"publishing {getattr(source, 'name', 'source')}", sensor=f"{in_size[0]}x{in_size[1]}",
+                 mapped=f"{pub.sensor_size[0]}x{pub.sensor_size[1]}", stream_id=pub.stream_id)
+    try:
+        for pkt in source:
+            if pub.stop.is_set():
+                break
+            t0, t1 = (int(pkt["t"][0]), int(pkt["t"][-1]) + 1) if len(pkt) else (0, 0)
+            ev = mapping(pkt, in_size)
+            if not pub.send_events(ev, t0, t1):
+                break
+            if metrics is not None:
+                metrics.events_in += len(pkt)
+                metrics.messages_in += 1
+                if log and metrics.due():
+                    metrics.report(log)
+    finally:
+        close = getattr(source, "close", None)
+        if close:
+            close()
+    if end_of_stream:
+        pub.send_end()

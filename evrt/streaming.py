@@ -1,0 +1,136 @@
+"""In-process streaming classification: events in, one prediction per closed window out.
+
+``StreamClassifier`` is the one place where a live stream is framed and stepped. ``evrt replay`` uses it
+directly and ``evrt classify`` uses it behind a socket, so the two give the same predictions by
+construction (only ``latency_ms`` differs).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .framing import StreamFramer
+
+__all__ = ["Prediction", "StreamClassifier", "softmax", "stream_framer_for"]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max()) if z.size else z
+    return e / e.sum() if z.size else e
+
+
+@dataclass
+class Prediction:
+    step: int              # steps since this classifier (or its last reset) started, 0-based
+    start_us: int          # the window's span [start_us, end_us) in sensor time
+    end_us: int
+    n_events: int
+    class_index: int
+    class_name: str
+    confidence: float      # softmax of the readout at class_index
+    logits: list           # the readout (what the prediction is made from)
+    latency_ms: float      # wall time of Session.step for this window
+    acs: int
+    macs: int
+    segment_step: int = 0  # Session's step index within its current segment (out.t)
+    stream_id: int = 0     # set by the pipeline; 0 in-process
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if not d["extra"]:
+            d.pop("extra")
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def same_as(self, other: "Prediction", atol: float = 0.0) -> bool:
+        """Equal apart from timing (latency) and the pipeline's stream id."""
+        a, b = self.to_dict(), other.to_dict()
+        for d in (a, b):
+            for k in ("latency_ms", "stream_id", "extra"):
+                d.pop(k, None)
+        la, lb = np.asarray(a.pop("logits")), np.asarray(b.pop("logits"))
+        return a == b and la.shape == lb.shape and bool(np.all(np.abs(la - lb) <= atol))
+
+
+def stream_framer_for(meta: dict, count: int | None = None, window_us: int | None = None) -> StreamFramer:
+    """A StreamFramer from explicit options, else from the model's ``meta['stream']`` suggestion."""
+    if count is None and window_us is None:
+        stream = meta.get("stream") or {}
+        count, window_us = stream.get("count"), stream.get("window_us")
+        if count and window_us:  # a model may suggest both; counts do not depend on the sensor's clock
+            window_us = None
+        if not count and not window_us:
+            count = 2000
+    return StreamFramer(count=count, window_us=window_us)
+
+
+class StreamClassifier:
+    """Frame a stream and step a Session once per closed window (an empty time window is a step too).
+
+    ``session`` needs ``step(events) -> out`` with ``.logits``, ``.readout``, ``.t`` (and optionally
+    ``.acs``, ``.macs``) and ``reset()``. ``framer`` is a ``StreamFramer``; ``classes`` the class names
+    in output order (defaults to ``session.classes``).
+    """
+
+    def __init__(self, session, framer: StreamFramer, classes=None, clock=time.perf_counter):
+        self.session = session
+        self.framer = framer
+        self.classes = list(classes if classes is not None else getattr(session, "classes", []) or [])
+        self.clock = clock
+        self.steps = 0
+        self.events_in = 0
+
+    @classmethod
+    def from_model(cls, model, precision: str = "float32", mode: str = "continuous", reset_every=None,
+                   count: int | None = None, window_us: int | None = None) -> "StreamClassifier":
+        """Load a ``.evrt`` model (path or Graph) into a Session with stream framing from its metadata.
+        Live streams default to continuous mode without periodic resets (sliding mean over T steps)."""
+        from .engine import Session
+        session = Session(model, precision=precision, mode=mode, reset_every=reset_every)
+        return cls(session, stream_framer_for(session.meta, count, window_us))
+
+    def _class_name(self, i: int) -> str:
+        return self.classes[i] if 0 <= i < len(self.classes) else str(i)
+
+    def _step(self, window) -> Prediction:
+        t0 = self.clock()
+        out = self.session.step(window.events)
+        latency = (self.clock() - t0) * 1e3
+        readout = np.asarray(out.readout, dtype=np.float64).reshape(-1)
+        k = int(np.argmax(readout)) if readout.size else -1
+        p = softmax(readout)
+        pred = Prediction(step=self.steps, start_us=int(window.start_us), end_us=int(window.end_us),
+                          n_events=len(window.events), class_index=k, class_name=self._class_name(k),
+                          confidence=float(p[k]) if k >= 0 else 0.0, logits=readout.tolist(),
+                          latency_ms=latency, acs=int(getattr(out, "acs", 0)), macs=int(getattr(out, "macs", 0)),
+                          segment_step=int(getattr(out, "t", self.steps)))
+        self.steps += 1
+        return pred
+
+    def push(self, events) -> list:
+        """Feed a packet of time-ordered events; returns the predictions of the windows it closed."""
+        self.events_in += len(events)
+        return [self._step(w) for w in self.framer.push_windows(events)]
+
+    def end_of_stream(self) -> list:
+        """Step the open window (if it holds events) and return its prediction."""
+        return [self._step(w) for w in self.framer.flush_windows()]
+
+    def reset(self) -> None:
+        """Fresh neuron state, an empty framer and step numbering from 0 (a new stream)."""
+        self.session.reset()
+        f = self.framer
+        self.framer = StreamFramer(count=f.count, window_us=f.window_us)
+        self.steps = 0

@@ -1,0 +1,57 @@
+"""linear_scatter against the NumPy twin and independent counts."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import evrt.kernels as K
+from evrt.kernels import dense as D
+
+
+def make_input(rng, shape, density, kind, dtype):
+    mask = rng.random(shape) < density
+    vals = {"spike": np.ones(shape), "count": rng.integers(1, 4, shape).astype(float),
+            "real": rng.standard_normal(shape)}[kind]
+    return np.where(mask, vals, 0.0).astype(dtype)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 40), cin=st.integers(1, 33), cout=st.integers(1, 17),
+       density=st.sampled_from([0.0, 0.01, 0.3, 1.0]), kind=st.sampled_from(["spike", "count", "real"]),
+       dtype=st.sampled_from([np.float64, np.float32]), int_w=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_linear_matches_twin(n, cin, cout, density, kind, dtype, int_w, seed):
+    rng = np.random.default_rng(seed)
+    x = make_input(rng, (n, cin), density, kind, dtype)
+    if int_w:
+        w = rng.integers(-3, 4, (cin, cout)).astype(dtype); b = rng.integers(-3, 4, cout).astype(dtype)
+    else:
+        w = rng.standard_normal((cin, cout)).astype(dtype); b = rng.standard_normal(cout).astype(dtype)
+    ref = D.linear(x, w, b)
+    tol = (cin + 3) * np.finfo(dtype).eps * D.linear(np.abs(x), np.abs(w), np.abs(b)) + np.finfo(dtype).tiny
+    # independent count: each non-zero x[i, c] reaches the Cout outputs of token i
+    want_pairs = int(np.count_nonzero(x)) * cout
+    want_w = float(sum(float(v) for v in x.ravel() if v != 0)) * cout
+    assert D.linear_counts(x, cout) == (want_pairs, pytest.approx(want_w))
+    for thr in (2.0, -1.0, K.DENSE_ABOVE):
+        out = np.full((n, cout), np.nan, dtype)
+        pairs, weighted = K.linear_scatter(x, w, b, out, dense_above=thr)
+        assert pairs == want_pairs
+        assert weighted == pytest.approx(want_w, rel=1e-12, abs=1e-9)
+        if kind != "real":
+            assert weighted == want_w
+        if int_w and kind != "real":
+            np.testing.assert_array_equal(out, ref)
+        else:
+            assert np.all(np.abs(out - ref) <= tol)
+
+
+def test_linear_spike_count_by_hand():
+    x = np.array([[0, 1, 0], [2, 0, 1]], np.float32)
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = np.zeros((2, 4), np.float32)
+    assert K.linear_scatter(x, w, np.zeros(4, np.float32), out) == (12, 16.0)
+    np.testing.assert_array_equal(out, [[4, 5, 6, 7], [8, 11, 14, 17]])
+
+
+def test_linear_rejects_shape_mismatch():
+    with pytest.raises(ValueError):
+        K.linear_scatter(np.zeros((2, 3)), np.zeros((4, 5)), np.zeros(5), np.zeros((2, 5)))

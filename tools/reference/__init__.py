@@ -1,0 +1,7 @@
+"""PyTorch reference models for evrt's parity tests (torch + spikingjelly; never imported by evrt/)."""
+from .spikformer import Spikformer
+from .sdt import SDT
+from .spikingresformer import SpikingResformer
+from .rtformer import RTFormer
+
+__all__ = ["Spikformer", "SDT", "SpikingResformer", "RTFormer"]
