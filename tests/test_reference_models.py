@@ -29,7 +29,8 @@ with warnings.catch_warnings():  # spikingjelly decorates with the deprecated to
     from tools.reference.rtformer import TSBN  # noqa: E402
 
 T = 4
-pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # spikingjelly uses jit.script
+# spikingjelly uses the deprecated torch.jit.script
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 def parse_listings():
@@ -213,3 +214,22 @@ def test_golden_npz_round_trip(tmp_path):
         assert np.array_equal(back["h"][n], g["h"][n]) and np.array_equal(back["spikes"][n], g["spikes"][n])
         assert np.array_equal(back["x"][n], g["x"][n])
     assert np.array_equal(back["logits"], g["logits"])
+
+
+def test_neuron_layer_counts_match_spec():
+    # spec §1.5: Spikformer-DVS 19, SDT-gesture 19, SpikingResformer-dvsg 38 neuron layers
+    assert len(Spikformer().neuron_names()) == 19
+    assert len(SDT().neuron_names()) == 19
+    assert len(SpikingResformer("dvsg").neuron_names()) == 38
+    assert len(RTFormer().neuron_names()) == 19
+
+
+def test_negative_tsbn_scales_and_batch_axis():
+    torch.manual_seed(0)
+    m, c, size = small("rtformer")
+    ck.randomize_for_firing(m, seed=1, neg_gamma_frac=0.1, calib=frames(c, size, seed=1, b=2))
+    gammas = torch.cat([mod.weight.flatten() for mod in m.modules() if isinstance(mod, TSBN)])
+    assert (gammas < 0).any()
+    g = run_golden(m, frames(c, size, seed=2, b=2))   # B = 2 keeps the batch axis
+    assert g["logits"].shape == (2, 11) and g["step_logits"].shape == (T, 2, 11)
+    assert g["spikes"]["head_lif"].shape == (T, 2, 32)

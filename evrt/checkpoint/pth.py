@@ -9,7 +9,8 @@ Security: the pickle is untrusted. ``_SafeUnpickler.find_class`` resolves ONLY t
 classes -> dtype markers, ``argparse.Namespace`` -> an attribute-recording stub). Any other global is
 refused before anything is built or called, with ``module.name`` in the message. ``_codecs.encode``
 is allowed only as ``encode(str, 'latin1')`` because Python 3 pickles ``bytes`` that way at protocol 2
-(torch's default); ``builtins.set``/``frozenset`` because protocol 2 pickles sets as a call on a list.
+(torch's default), e.g. a bytes value in ``args``; ``set``/``frozenset``/``complex`` (as ``__builtin__``
+or ``builtins``) because protocol 2 pickles them as calls on plain data. Nothing else from builtins.
 
 Legacy files (torch < 1.6: a bare pickle stream, or the even older tar layout) are NOT loaded: their
 storages are interleaved with pickle records, and supporting them would add a second parser for files
@@ -148,6 +149,12 @@ def _codecs_encode(obj, encoding="utf-8", errors="strict"):
     return obj.encode("latin1")
 
 
+def _complex(real=0.0, imag=0.0):
+    if not all(type(x) in (int, float) for x in (real, imag)):
+        raise CheckpointError("complex() is only allowed on two numbers")
+    return complex(real, imag)
+
+
 _STORAGES = {
     "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": _BF16,
     "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
@@ -170,8 +177,11 @@ def _allowed() -> dict:
         ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage", "u1"),
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("argparse", "Namespace"): NamespaceStub,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
+        # Python 3 pickles sets/complex at protocol 2 as calls, under the Python 2 module name
+        # '__builtin__' (fix_imports); 'builtins' when written without it. Pure data constructors.
+        ("builtins", "set"): set, ("__builtin__", "set"): set,
+        ("builtins", "frozenset"): frozenset, ("__builtin__", "frozenset"): frozenset,
+        ("builtins", "complex"): _complex, ("__builtin__", "complex"): _complex,
         ("_codecs", "encode"): _codecs_encode,
         ("torch", "bfloat16"): "bfloat16",   # no NumPy bfloat16; a name is enough for metadata
     }
@@ -320,8 +330,10 @@ def load(path) -> Checkpoint:
         data = _read_small(path, zf, info.filename, _MAX_PICKLE)
         try:
             obj = _SafeUnpickler(data, path, zf, root, big).load()
-        except CheckpointError:
-            raise
+        except CheckpointError as e:
+            if path in str(e):
+                raise
+            raise CheckpointError(f"{path}: {e}") from None   # raised inside an allowed rebuild function
         except RecursionError:
             raise CheckpointError(f"{path}: data.pkl nests too deeply") from None
         except (zipfile.BadZipFile, EOFError, OSError) as e:

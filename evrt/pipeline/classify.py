@@ -28,6 +28,7 @@ class StreamTracker:
     def __init__(self):
         self.stream_id = None
         self.next_seq = None
+        self.first_seq = None  # sequence number of the first message of the current stream seen here
 
     def observe(self, stream_id: int, seq: int) -> tuple:
         """-> (action, lost): action is 'first', 'new_stream', 'restart' or None; lost = messages
@@ -40,6 +41,8 @@ class StreamTracker:
             action, lost = "restart", 0
         else:
             action, lost = None, seq - self.next_seq
+        if action is not None:
+            self.first_seq = seq
         self.stream_id, self.next_seq = stream_id, seq + 1
         return action, lost
 

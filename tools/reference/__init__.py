@@ -4,4 +4,7 @@ from .sdt import SDT
 from .spikingresformer import SpikingResformer
 from .rtformer import RTFormer
 
-__all__ = ["Spikformer", "SDT", "SpikingResformer", "RTFormer"]
+# family name (as in evrt/archs) -> constructor
+MODELS = {"spikformer": Spikformer, "sdt": SDT, "spikingresformer": SpikingResformer, "rtformer": RTFormer}
+
+__all__ = ["Spikformer", "SDT", "SpikingResformer", "RTFormer", "MODELS"]

@@ -1,0 +1,70 @@
+"""`evrt source`: publish a camera, a DV network stream or a paced recording as event messages."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+
+def register(sub) -> None:
+    from ..pipeline.cliutil import EVENTS_ADDR, add_common, add_mapping
+    from ..pipeline.source import CAMERA_HELP
+    p = sub.add_parser("source", help="publish events from a camera or a recording over ZeroMQ",
+                       description="Publish events from a camera or a recording. " + CAMERA_HELP)
+    p.add_argument("--camera", metavar="SPEC", help=CAMERA_HELP)
+    p.add_argument("--bind", default=EVENTS_ADDR, metavar="ADDR", help=f"endpoint to bind (default {EVENTS_ADDR})")
+    p.add_argument("--pattern", choices=("auto", "pub", "push"), default="auto",
+                   help="pub: live fan-out, drops when consumers are slow; push: back-pressure, nothing lost "
+                        "(auto: push for file:, pub for cameras)")
+    p.add_argument("--list-cameras", action="store_true", help="list connected cameras and exit")
+    p.add_argument("--no-eos", action="store_true", help="do not send END_OF_STREAM when the source ends")
+    add_mapping(p)
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import zmq
+
+    from ..errors import EvrtError
+    from ..pipeline.cliutil import curve_from, mapping_from
+    from ..pipeline.metrics import Log, Metrics, stop_on_signals
+    from ..pipeline.sockets import open_socket
+    from ..pipeline.source import Publisher, list_cameras, open_source, publish
+
+    if args.list_cameras:
+        cams = list_cameras()
+        print("\n".join(cams) if cams else "no cameras found", file=sys.stdout)
+        return 0 if cams else 1
+    if not args.camera:
+        raise EvrtError("--camera SPEC is required (or --list-cameras)")
+    log = Log("source", args.json)
+    source = open_source(args.camera)
+    mapping = mapping_from(args)
+    pattern = args.pattern if args.pattern != "auto" else ("push" if args.camera.startswith("file:") else "pub")
+    stop = threading.Event()
+    restore = stop_on_signals(stop, log)
+    ctx = zmq.Context()
+    curve = curve_from(args)
+    sock = None
+    try:
+        sock = open_socket(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, bind=True, hwm=args.hwm,
+                           curve=curve, log=log)
+        log.info(f"bound {args.bind} ({pattern.upper()})")
+        pub = Publisher(sock, stop=stop)
+        metrics = Metrics(args.metrics_every)
+        publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos)
+        summary = {"messages": pub.sent_messages, "events": pub.sent_events, "stream_id": pub.stream_id,
+                   "elapsed_s": round(metrics.clock() - metrics.t0, 3)}
+        if args.json:
+            log.info("summary", **summary)
+        else:
+            log.info("done: " + json.dumps(summary))
+    finally:
+        if sock is not None:
+            sock.close()  # with linger: queued messages still get a second to leave
+        if curve:
+            curve.stop()
+        ctx.term()
+        restore()
+    return 0

@@ -1,0 +1,121 @@
+"""StreamClassifier (in-process streaming), sensor mapping, packetising sources, stream tracking."""
+import json
+
+import numpy as np
+import pytest
+
+from evrt.engine import Session
+from evrt.errors import EvrtError
+from evrt.events import EVENT_DTYPE, make_events
+from evrt.framing import StreamFramer
+from evrt.pipeline.classify import StreamTracker
+from evrt.pipeline.source import ArraySource, SensorMap, open_source
+from evrt.pipeline.testing import FakeSession, synthetic_events
+from evrt.streaming import Prediction, StreamClassifier, softmax, stream_framer_for
+from evrt.toy import toy_graph
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return toy_graph(seed=1, T=4)
+
+
+def test_count_framing_matches_manual_stepping(graph):
+    ev = synthetic_events(9_500, seed=2)
+    clf = StreamClassifier(Session(graph, mode="continuous", reset_every=None), StreamFramer(count=2000))
+    preds = []
+    for lo in range(0, len(ev), 777):  # packet boundaries must not matter
+        preds += clf.push(ev[lo:lo + 777])
+    preds += clf.end_of_stream()
+    ref = Session(graph, mode="continuous", reset_every=None)
+    expect = [ref.step(ev[i:i + 2000]) for i in range(0, len(ev), 2000)]
+    assert [p.step for p in preds] == list(range(5)) and [p.n_events for p in preds] == [2000] * 4 + [1500]
+    for p, o in zip(preds, expect):
+        assert np.allclose(p.logits, o.readout, rtol=0, atol=0)
+        assert p.class_index == int(np.argmax(o.readout)) and p.class_name == graph.meta["classes"][p.class_index]
+        assert p.confidence == pytest.approx(softmax(o.readout)[p.class_index])
+        assert p.acs == o.acs and p.macs == o.macs and p.latency_ms >= 0
+    assert (preds[0].start_us, preds[0].end_us) == (int(ev["t"][0]), int(ev["t"][1999]) + 1)
+
+
+def test_time_windows_empty_windows_are_steps():
+    ev = make_events([100, 150, 1_250, 1_260, 5_000], [1, 2, 3, 4, 5], [0] * 5, [1] * 5)
+    clf = StreamClassifier(FakeSession(), StreamFramer(window_us=1000))
+    preds = clf.push(ev) + clf.end_of_stream()
+    assert [(p.start_us, p.end_us, p.n_events) for p in preds] == [
+        (100, 1100, 2), (1100, 2100, 2), (2100, 3100, 0), (3100, 4100, 0), (4100, 5100, 1)]
+
+
+def test_prediction_json_round_trip_is_exact(graph):
+    clf = StreamClassifier.from_model(graph, count=1000)
+    p = clf.push(synthetic_events(1000))[0]
+    q = Prediction.from_dict(json.loads(p.to_json()))
+    assert q == p and q.same_as(p)
+
+
+def test_reset_gives_fresh_state(graph):
+    ev = synthetic_events(6000, seed=3)
+    clf = StreamClassifier.from_model(graph, count=1500)
+    clf.push(ev[:2500])
+    clf.reset()
+    a = clf.push(ev[2500:])
+    b = StreamClassifier.from_model(graph, count=1500).push(ev[2500:])
+    assert a[0].step == 0 and all(x.same_as(y) for x, y in zip(a, b)) and len(a) == len(b) == 2
+
+
+def test_framer_from_model_meta(graph):
+    assert stream_framer_for(graph.meta).count == 2000
+    assert stream_framer_for({"stream": {"window_us": 5000}}).window_us == 5000
+    assert stream_framer_for(graph.meta, window_us=10).window_us == 10
+
+
+def test_sensor_map():
+    ev = make_events([0, 1, 2, 3], [0, 10, 639, 320], [0, 10, 479, 240], [0, 1, 0, 1])
+    m = SensorMap(crop=(10, 10, 620, 460), downsample=4, flip_x=True)
+    out = m(ev, (640, 480))
+    assert m.out_size((640, 480)) == (155, 115)
+    # (0,0) and (639,479) fall outside the crop; (10,10) -> (619,0) after flip -> //4
+    assert out["t"].tolist() == [1, 3] and out["x"].tolist() == [619 // 4, (619 - 310) // 4]
+    assert out["y"].tolist() == [0, 230 // 4]
+    assert SensorMap()(ev, (640, 480)) is ev
+    with pytest.raises(EvrtError):
+        SensorMap(crop=(0, 0, 0, 5))
+
+
+def test_array_source_packets_and_pacing():
+    ev = synthetic_events(5000, duration_us=100_000)
+    src = ArraySource(ev, packet_us=10_000, max_packet=300)
+    pkts = list(src)
+    assert np.array_equal(np.concatenate(pkts), ev) and max(map(len, pkts)) <= 300
+    import time
+    t = time.monotonic()
+    list(ArraySource(ev, speed=1.0))
+    assert time.monotonic() - t >= 0.09  # 100 ms of sensor time at real speed
+
+
+def test_file_source_and_specs(tmp_path):
+    ev = synthetic_events(100)
+    np.save(tmp_path / "r.npy", ev)
+    src = open_source(f"file:{tmp_path / 'r.npy'}?speed=max")
+    assert src.speed is None and np.array_equal(np.concatenate(list(src)), ev)
+    for bad in ("nope", "file:/does/not/exist.npy", f"file:{tmp_path / 'r.npy'}?speed=fast", "dv://host"):
+        with pytest.raises(EvrtError):
+            open_source(bad)
+
+
+def test_auto_without_camera_explains(monkeypatch):
+    import evrt.pipeline.source as S
+    monkeypatch.setattr(S, "_dv", lambda: None)
+    with pytest.raises(EvrtError, match=r'pip install "evrt\[camera\]"'):
+        open_source("auto")
+    with pytest.raises(EvrtError, match="dv-processing"):
+        open_source("inivation")
+
+
+def test_stream_tracker():
+    tr = StreamTracker()
+    assert tr.observe(1, 5) == ("first", 0)
+    assert tr.observe(1, 6) == (None, 0)
+    assert tr.observe(1, 9) == (None, 2)
+    assert tr.observe(1, 0) == ("restart", 0)
+    assert tr.observe(2, 1) == ("new_stream", 0)
