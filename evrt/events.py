@@ -187,7 +187,7 @@ def validate(ev, sensor_size=None, policy: str = "raise"):
                 what = (f"t={int(t64[i])} is smaller than the previous timestamp {int(t64[i - 1])} "
                         "(timestamps must not decrease)")
             raise EventError(f"event {i}: {what}")
-        return as_events(ev) if n else np.zeros(0, EVENT_DTYPE), ValidationReport(total=n, kept=n)
+        return as_events(ev), ValidationReport(total=n, kept=n)
 
     keep = ~(oos | neg_t)
     tk = t64[keep]
@@ -201,5 +201,5 @@ def validate(ev, sensor_size=None, policy: str = "raise"):
                               dropped_negative_time=int((neg_t & ~oos).sum()),
                               dropped_time_backwards=int((~mono).sum()))
     if len(idx) == n:
-        return (as_events(ev) if n else np.zeros(0, EVENT_DTYPE)), report
+        return as_events(ev), report
     return make_events(t[idx], x[idx], y[idx], p[idx]), report

@@ -166,10 +166,9 @@ def clip_frames(ev, spec: FrameSpec, dtype=np.float64) -> np.ndarray:
         frames = resize_frames(frames.astype(np.float32), "antialias")
     else:
         frames = resize_frames(frames, spec.resize)
-    frames = frames.astype(dtype, copy=False)
-    if spec.sum_channel:
+    if spec.sum_channel:  # summed before the cast: the reference adds in float32 after resizing
         frames = np.concatenate([frames, frames[:, :1] + frames[:, 1:2]], axis=1)
-    return frames
+    return frames.astype(dtype, copy=False)
 
 
 class Window(NamedTuple):
@@ -242,7 +241,8 @@ class StreamFramer:
             self._pending = buf
             return out
         edges = self.start_us + d * np.arange(closed + 1, dtype=np.int64)
-        cuts = np.searchsorted(buf["t"], edges[1:].astype(np.uint64), side="left")
+        # edges below 0 (an explicit negative start) hold no events: clip before the unsigned search
+        cuts = np.searchsorted(buf["t"], np.maximum(edges[1:], 0).astype(np.uint64), side="left")
         cuts = np.concatenate(([0], cuts))
         out = [Window(buf[cuts[i]:cuts[i + 1]], int(edges[i]), int(edges[i + 1])) for i in range(closed)]
         self._pending = buf[cuts[-1]:]

@@ -351,15 +351,25 @@ class TableLIF(Neuron):
     def _row(self):
         t = min(self.t, self.r.shape[0] - 1)
         self.t += 1
+        self.row = t
         return self.r[t], self.c[t], self.theta[t], self.sign[t]
+
+    def _unscale(self, h):
+        """The trace records the reference membrane V = a_t V' (a_t = vth / theta_t), not V'."""
+        if h.size:
+            h *= (self.attr("vth", 1.0) / self.theta[self.row]).astype(self.dtype)
 
     def fire(self, x, h):
         r, c, th, sg = self._row()
-        return K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h)
+        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h)
+        self._unscale(h)
+        return n
 
     def fire_forced(self, x, f, h):
         r, c, th, sg = self._row()
-        return K.table_step_forced(x, self.v, r, c, th, sg, self.k, f, self.out, h)
+        n = K.table_step_forced(x, self.v, r, c, th, sg, self.k, f, self.out, h)
+        self._unscale(h)
+        return n
 
 
 # --------------------------------------------------------------------------------------- structural

@@ -33,6 +33,7 @@ class Progress:
         self.start = time.perf_counter()
         self._last = 0.0
         self._shown = False
+        self._drawn_n = -1
 
     def update(self, k: int = 1) -> None:
         self.n += k
@@ -58,10 +59,12 @@ class Progress:
         self.stream.write("\r" + self.line(now) + "\x1b[K")   # \x1b[K clears a longer previous line
         self.stream.flush()
         self._shown = True
+        self._drawn_n = self.n
 
     def close(self) -> None:
         if self.enabled and self._shown:
-            self._draw(time.perf_counter())
+            if self._drawn_n != self.n:   # show the final count, once
+                self._draw(time.perf_counter())
             self.stream.write("\n")
             self.stream.flush()
         self._shown = False

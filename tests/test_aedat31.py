@@ -1,5 +1,6 @@
 """AEDAT 3.1 reader/writer and labels CSV: round trip, a slow reference decoder, bad files, fuzzing."""
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,37 @@ def test_label_outside_recording_names_the_row():
     lab = np.array([(1, 1000, 2000), (2, 5000, 6000)], LABEL_DTYPE)
     with pytest.raises(FormatError, match=r"rec\.aedat: label row 1 \(csv line 3\)"):
         cut_samples(ev, lab, source="rec.aedat")
+
+
+def _spikingjelly_load_aedat_v3():
+    """spikingjelly's own AEDAT 3.1 reader, compiled from its source file alone: importing the
+    package pulls in torchvision, which need not be importable here."""
+    import ast
+    import importlib.util
+    import typing
+    import warnings
+    spec = importlib.util.find_spec("spikingjelly")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("spikingjelly not installed")
+    src_path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "__init__.py"
+    with warnings.catch_warnings():  # its docstrings have invalid escapes
+        warnings.simplefilter("ignore")
+        tree = ast.parse(src_path.read_text())
+    fn = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "load_aedat_v3"]
+    if not fn:
+        pytest.skip("this spikingjelly has no load_aedat_v3")
+    ns = {"np": np, "struct": struct, "Dict": typing.Dict}
+    exec(compile(ast.Module(body=fn, type_ignores=[]), str(src_path), "exec"), ns)
+    return ns["load_aedat_v3"]
+
+
+def test_spikingjelly_reads_our_files(tmp_path):
+    load = _spikingjelly_load_aedat_v3()
+    ev = random_events(np.random.default_rng(7), 3000, t0=(1 << 31) - 20_000)
+    p = tmp_path / "sj.aedat"
+    write_aedat31(p, ev, packet_events=512)
+    d = load(str(p))
+    np.testing.assert_array_equal(d["t"], ev["t"])
+    np.testing.assert_array_equal(d["x"], ev["x"])
+    np.testing.assert_array_equal(d["y"], ev["y"])
+    np.testing.assert_array_equal(d["p"], ev["on"].astype(int))

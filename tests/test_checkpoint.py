@@ -125,6 +125,11 @@ def test_size_claim_bomb_and_deflate_bomb(tmp_path):
     p = _write_zip(tmp_path / "claim.pth", _pkl(body), {"0": b"\0" * 16})
     with pytest.raises(CheckpointError, match="storage '0'"):
         load_checkpoint(p)
+    # stride-0 view claiming 10^12 elements of a one-element storage
+    body = _dict(model=_dict(w=_tensor("0", 1, (10**6, 10**6), (0, 0))))
+    p = _write_zip(tmp_path / "expand.pth", _pkl(body), {"0": b"\0" * 4})
+    with pytest.raises(CheckpointError, match="materialise"):
+        load_checkpoint(p)
     n = 32 << 20
     body = _dict(model=_dict(w=_tensor("0", n // 4, (n // 4,), (1,))))
     p = _write_zip(tmp_path / "bomb.pth", _pkl(body), {"0": bytes(n)}, compress=zipfile.ZIP_DEFLATED)
@@ -355,6 +360,10 @@ def test_npz(tmp_path):
     assert c.container == "npz" and c.args == {"T": 4}
     for k, v in zoo.items():
         np.testing.assert_array_equal(c.state[k], v)
+    b = tmp_path / "bomb.npz"
+    np.savez_compressed(b, x=np.zeros(40 << 20, "u1"))
+    with pytest.raises(CheckpointError, match="zip bomb"):
+        load_checkpoint(b)
     q = tmp_path / "obj.npz"
     np.savez(q, x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="obj.npz"):
@@ -517,3 +526,29 @@ def test_loads_with_torch_unimportable(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok")
+
+
+# ---- fuzz: a damaged file is either loaded or refused with CheckpointError, nothing else -------
+
+def test_fuzz_damaged_pickle(tmp_path):
+    from hypothesis import given, settings, HealthCheck, strategies as st
+    body = _dict(model=_dict(w=_tensor("0", 6, (2, 3), (3, 1)), b=_tensor("1", 2, (2,), (1,), stype="LongStorage")),
+                 args=_glob("argparse", "Namespace") + b")\x81" + _dict(T=_i(4)) + b"b", epoch=_i(1))
+    pkl = _pkl(body)
+    records = {"0": np.arange(6, dtype="<f4").tobytes(), "1": np.arange(2, dtype="<i8").tobytes()}
+    p = tmp_path / "fz.pth"
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(pkl) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+           st.integers(0, len(pkl)))
+    def check(edits, cut):
+        data = bytearray(pkl)
+        for i, b in edits:
+            data[i] = b
+        _write_zip(p, bytes(data[:cut] if cut < len(pkl) // 2 else data), records)
+        try:
+            load_checkpoint(p)
+        except CheckpointError:
+            pass
+
+    check()

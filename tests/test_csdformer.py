@@ -124,7 +124,7 @@ def _convert(m, neuron="dif", sensor=None):
     hp = arch.infer_hparams(state, dict(m.cfg))
     g, meta, unused = arch.build_graph(state, hp, T=1, sensor=sensor or (m.cfg["img_size"],) * 2, neuron=neuron)
     assert unused == []
-    return Graph(meta, g.ops)
+    return g.graph(meta)
 
 
 def _session(graph, precision="float64"):

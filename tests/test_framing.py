@@ -40,9 +40,14 @@ def spikingjelly_integrate():
             tv.datasets.DatasetFolder = type("DatasetFolder", (), {})
             tv.datasets.utils = types.ModuleType("torchvision.datasets.utils")
             tv.transforms = types.ModuleType("torchvision.transforms")
-            sys.modules.update({"torchvision": tv, "torchvision.datasets": tv.datasets,
-                                "torchvision.datasets.utils": tv.datasets.utils,
-                                "torchvision.transforms": tv.transforms})
+            stubs = {"torchvision": tv, "torchvision.datasets": tv.datasets,
+                     "torchvision.datasets.utils": tv.datasets.utils, "torchvision.transforms": tv.transforms}
+            sys.modules.update(stubs)
+            try:
+                import spikingjelly.datasets  # noqa: F401
+            finally:  # the stub must not leak into other tests
+                for k in stubs:
+                    sys.modules.pop(k, None)
     import spikingjelly.datasets as sjds
     return sjds.integrate_events_by_fixed_frames_number
 
@@ -98,6 +103,10 @@ def test_resize_matches_torch(mode, dtype):
     assert got.shape == (4, 2, 64, 64) and got.dtype == dtype
     # bit-exact: avg2 on counts is exact; antialias emulates torch's fused multiply-add
     np.testing.assert_array_equal(got, ref)
+    # SpikingResformer's third channel is added in float32 after the resize, even for float64 output
+    three = clip_frames(ev, FrameSpec(T=4, resize=mode, sum_channel=True), dtype=np.float64)
+    np.testing.assert_array_equal(three[:, 2], (ref[:, 0] + ref[:, 1]).astype(np.float64))
+    np.testing.assert_array_equal(three[:, :2], ref.astype(np.float64))
     # and the 2x2 average is what the no-antialias bilinear resize computes at half size
     if mode == "avg2":
         np.testing.assert_array_equal(got, base.reshape(4, 2, 64, 2, 64, 2).mean(axis=(3, 5)))
@@ -107,7 +116,7 @@ def test_sum_channel_and_spec_roundtrip():
     spec = FrameSpec(T=3, sensor_size=(32, 16), resize="antialias", sum_channel=True)
     assert FrameSpec.from_dict(spec.to_dict()) == spec
     assert spec.frame_shape == (3, 8, 16)
-    f = clip_frames(random_events(500, 2, (32, 16)), spec)
+    f = clip_frames(random_events(500, 2, (32, 16)), spec, dtype=np.float32)
     assert f.shape == (3, 3, 8, 16)
     np.testing.assert_array_equal(f[:, 2], f[:, 0] + f[:, 1])
     with pytest.raises(ValueError):

@@ -7,7 +7,7 @@ import evrt.kernels as K
 from evrt.kernels import dense as D
 
 DENSITIES = [0.0, 0.01, 0.3, 1.0]
-SCATTER, DENSE, AUTO = 2.0, -1.0, K.DENSE_ABOVE
+SCATTER, DENSE, AUTO = 2.0, -1.0, None
 
 
 def make_input(rng, shape, density, kind, dtype):

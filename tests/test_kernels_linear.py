@@ -31,7 +31,7 @@ def test_linear_matches_twin(n, cin, cout, density, kind, dtype, int_w, seed):
     want_pairs = int(np.count_nonzero(x)) * cout
     want_w = float(sum(float(v) for v in x.ravel() if v != 0)) * cout
     assert D.linear_counts(x, cout) == (want_pairs, pytest.approx(want_w))
-    for thr in (2.0, -1.0, K.DENSE_ABOVE):
+    for thr in (2.0, -1.0, K.DENSE_ABOVE_LINEAR):
         out = np.full((n, cout), np.nan, dtype)
         pairs, weighted = K.linear_scatter(x, w, b, out, dense_above=thr)
         assert pairs == want_pairs

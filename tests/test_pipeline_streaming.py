@@ -119,3 +119,76 @@ def test_stream_tracker():
     assert tr.observe(1, 9) == (None, 2)
     assert tr.observe(1, 0) == ("restart", 0)
     assert tr.observe(2, 1) == ("new_stream", 0)
+
+
+class _FakeStore:
+    def __init__(self, a):
+        self.a = a
+
+    def numpy(self):
+        return self.a
+
+
+class _FakeCamera:
+    """dv-processing's CameraCapture as far as evrt uses it: three batches (one empty poll), then stops."""
+    def __init__(self, name=""):
+        self.name = name or "DVXplorer_FAKE1"
+        dt = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "u1")])
+        a = np.zeros(5, dt)
+        a["timestamp"], a["x"], a["y"], a["polarity"] = np.arange(5) * 10, [0, 100, 639, 5, 7], [0, 50, 479, 5, 7], 1
+        self.batches = [_FakeStore(a[:2]), None, _FakeStore(a[2:])]
+
+    def isRunning(self):
+        return bool(self.batches)
+
+    def getNextEventBatch(self):
+        return self.batches.pop(0)
+
+    def getCameraName(self):
+        return self.name
+
+    def getEventResolution(self):
+        return (640, 480)
+
+    def isEventStreamAvailable(self):
+        return True
+
+
+def test_inivation_source_with_a_fake_driver(monkeypatch):
+    import types
+    import evrt.pipeline.source as S
+    fake = types.SimpleNamespace(io=types.SimpleNamespace(CameraCapture=_FakeCamera,
+                                                          discoverDevices=lambda: ["DVXplorer_FAKE1"]))
+    monkeypatch.setattr(S, "_dv", lambda: fake)
+    src = open_source("auto")
+    assert src.name == "inivation:DVXplorer_FAKE1" and src.sensor_size == (640, 480)
+    pkts = []
+    with pytest.raises(EvrtError, match="stream stopped"):
+        for p in src:
+            pkts.append(p)
+    ev = np.concatenate(pkts)
+    assert ev.dtype == EVENT_DTYPE and ev["x"].tolist() == [0, 100, 639, 5, 7] and ev["on"].all()
+    assert S.list_cameras() == ["DVXplorer_FAKE1"]
+    assert open_source("inivation:XYZ").name == "inivation:XYZ"
+
+
+def test_metrics_line_and_json_logs():
+    import io
+    from evrt.pipeline.metrics import Log, Metrics
+    now = [0.0]
+    m = Metrics(interval_s=1.0, clock=lambda: now[0])
+    for i in range(100):
+        m.step_done(float(i))
+    m.events_in, m.lost, m.queue_depth = 5000, 3, 2
+    m.drops["magic"] += 4
+    now[0] = 2.0
+    assert m.due()
+    buf = io.StringIO()
+    snap = m.report(Log("classify", json_lines=True, stream=buf))
+    line = json.loads(buf.getvalue())
+    assert line["msg"] == "metrics" and line["events_per_s"] == 2500 and line["steps_per_s"] == 50
+    assert line["step_p50_ms"] == pytest.approx(49.5) and line["dropped"] == {"magic": 4} and line["queue_depth"] == 2
+    assert snap["lost_messages"] == 3 and not m.due()
+    buf = io.StringIO()
+    m.report(Log("classify", stream=buf))
+    assert "ev/s in" in buf.getvalue() and "magic 4" in buf.getvalue()

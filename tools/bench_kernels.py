@@ -50,6 +50,7 @@ LAYERS = [
     ("conv3x3 32->64 @64x64", "conv", (64, 64), 32, 64, 3, 1, 1, 1),
     ("conv3x3 128->256 @32x32", "conv", (32, 32), 128, 256, 3, 1, 1, 1),
     ("gconv3x3 128 g4 @64x64", "conv", (64, 64), 128, 128, 3, 1, 1, 4),
+    ("dwconv3x3 256 @32x32", "conv", (32, 32), 256, 256, 3, 1, 1, 256),
     ("conv1x1 256->1024 @16x16", "conv", (16, 16), 256, 1024, 1, 1, 0, 1),
     ("linear 256->1024 x64 tok", "linear", 64, 256, 1024, 1, 1, 0, 1),
 ]
@@ -107,8 +108,12 @@ def make_layer(spec, dtype, rng):
         xshape = (h, wd, cin)
         event = lambda x, o=out: K.conv2d_scatter(x, w, b, stride, pad, groups, o, dense_above=2.0)
         auto = lambda x, o=out: K.conv2d_scatter(x, w, b, stride, pad, groups, o)
-        dense = lambda x, o=out: dense_conv_blas(x, w, b, stride, pad, groups, o)
+        if groups == cin == cout and groups > 1:    # depthwise: BLAS has nothing to batch; numba dense loop
+            dense = lambda x, o=out: K.conv2d_dense(x, w, b, stride, pad, groups, o)
+        else:
+            dense = lambda x, o=out: dense_conv_blas(x, w, b, stride, pad, groups, o)
         dense_ops = ho * wo * cout * k * k * (cin // groups)
+        thr = K.default_dense_above(k, k, cin // groups, cout // groups, groups)
     else:
         n = size
         w2 = w[0, 0]
@@ -118,7 +123,8 @@ def make_layer(spec, dtype, rng):
         auto = lambda x, o=out: K.linear_scatter(x, w2, b, o)
         dense = lambda x, o=out: np.add(x @ w2, b, out=o)
         dense_ops = n * cin * cout
-    return dict(name=name, xshape=xshape, event=event, auto=auto, dense=dense, dense_ops=dense_ops)
+        thr = K.DENSE_ABOVE_LINEAR
+    return dict(name=name, xshape=xshape, event=event, auto=auto, dense=dense, dense_ops=dense_ops, auto_above=thr)
 
 
 def break_even(points):
@@ -180,14 +186,13 @@ def main():
     min_time = 0.05 if ARGS.quick else 0.25
     grid = sorted(set(TABLE_DENSITIES + ([0.1, 0.3] if ARGS.quick else GRID)))
     result = dict(dtype=ARGS.dtype, threads=ARGS.threads, cold=ARGS.cold, numba=numba.__version__,
-                  numpy=np.__version__, jit_warmup_s=round(t_kernels, 3), default_dense_above=K.DENSE_ABOVE,
+                  numpy=np.__version__, jit_warmup_s=round(t_kernels, 3),
                   raw_scatter_add={}, layers=[])
     for cout in (64, 256, 1024):
         result["raw_scatter_add"][str(cout)] = raw_rate(dtype, cout, rng, min_time)
     for spec in LAYERS:
         L = make_layer(spec, dtype, rng)
         L["dense"](np.zeros(L["xshape"], dtype))           # touch buffers / BLAS init
-        t_dense = timeit(lambda: L["dense"]((rng.random(L["xshape"]) < 0.2).astype(dtype)), min_time)
         rows, points = [], []
         for d in grid:
             x = (rng.random(L["xshape"]) < d).astype(dtype)
@@ -198,8 +203,8 @@ def main():
             points.append((d, t_ev, t_dn))
             rows.append(dict(density=d, pairs=int(pairs), event_ms=t_ev * 1e3, dense_ms=t_dn * 1e3,
                              auto_ms=t_auto * 1e3, acc_per_s=pairs / t_ev, speedup=t_dn / t_ev))
-        result["layers"].append(dict(name=L["name"], dense_ops=L["dense_ops"], dense_ms_at_20pct=t_dense * 1e3,
-                                     rows=rows, break_even=break_even(points)))
+        result["layers"].append(dict(name=L["name"], dense_ops=L["dense_ops"],
+                                     rows=rows, break_even=break_even(points), auto_dense_above=L["auto_above"]))
     if ARGS.json:
         import json
         json.dump(result, sys.stdout, indent=1)
@@ -222,9 +227,11 @@ def main():
                 continue
             print(f"{lay['name']:26s} {r['density']:5.0%} {r['pairs']:11d} {r['event_ms']:9.3f} "
                   f"{r['acc_per_s'] / 1e9:8.2f} {r['dense_ms']:9.3f} {r['auto_ms']:8.3f} {r['speedup']:10.2f}x")
-        print(f"{'':26s} break-even density (event = dense BLAS): {lay['break_even']}")
-    print("\nevent = conv2d_scatter/linear_scatter with the scatter path forced; dense = im2col + BLAS matmul;"
-          f"\nauto = the kernel's own choice (dense path above {K.DENSE_ABOVE:.0%} non-zero inputs).")
+        print(f"{'':26s} break-even density (event = dense): {lay['break_even']}; "
+              f"auto switches above {lay['auto_dense_above']:.0%}")
+    print("\nevent = conv2d_scatter/linear_scatter with the scatter path forced; dense = im2col + BLAS matmul"
+          " (depthwise: the kernel's dense numba loop);"
+          "\nauto = the kernel's own choice (dense path above the layer kind's measured break-even).")
     return 0
 
 

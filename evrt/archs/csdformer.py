@@ -117,7 +117,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
         raise CheckpointError(f"{FAMILY}: sensor {width}x{height} cannot be binned to the {grid}x{grid} model grid")
     g.add("input", "events_in", ["events"], width=grid, height=grid, channels=hp["in_channels"],
           sensor_width=width, sensor_height=height, bin=width // grid)
-    b.last["input"] = T - 1
+    b.last["events"] = b.last["input"] = T - 1
 
     # tokenizer
     c1, cin = hp["stem_channels"], hp["in_channels"]

@@ -54,12 +54,10 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path}: empty file")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         from . import npz, pth
-        # Both torch files and npz are zips; torch files hold '<root>/data.pkl'.
-        if path.endswith(".npz") and not pth.looks_like_torch_zip(path):
+        # Both torch files and npz are zips; torch files hold '<root>/data.pkl', npz only '*.npy'.
+        if not pth.looks_like_torch_zip(path) and (path.endswith(".npz") or npz.looks_like_npz(path)):
             return npz.load(path)
-        if pth.looks_like_torch_zip(path) or not npz.looks_like_npz(path):
-            return pth.load(path)
-        return npz.load(path)
+        return pth.load(path)   # loads it, or says why this zip is not a torch checkpoint
     from . import safetensors
     if safetensors.looks_like_safetensors(head) or path.endswith(".safetensors"):
         return safetensors.load(path)
@@ -81,7 +79,8 @@ def strip_module_prefix(state: dict, path: str) -> dict:
 
 
 def plain_value(v, depth: int = 0):
-    """v if it is a small plain Python value (scalars, short lists/tuples/dicts of them), else None-marker."""
+    """v as a plain Python value (scalars, short lists/tuples/sets/dicts of them, NumPy scalars -> Python);
+    raises _NotPlain for anything else (tensors, optimizer states, deep nesting)."""
     if isinstance(v, _SCALARS):
         return v
     if depth >= 3:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from . import Checkpoint, strip_module_prefix
+from .pth import check_zip_bomb
 
 
 def looks_like_npz(path) -> bool:
@@ -27,6 +28,9 @@ def load(path) -> Checkpoint:
     path = str(path)
     state, extra, args = {}, {}, None
     try:
+        with zipfile.ZipFile(path) as zf:   # np.load would inflate a zip bomb before we see it
+            for info in zf.infolist():
+                check_zip_bomb(path, info)
         with np.load(path, allow_pickle=False) as z:
             for k in z.files:
                 a = z[k]

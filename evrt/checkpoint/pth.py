@@ -40,6 +40,8 @@ _MAX_PICKLE = 256 << 20
 _BOMB_MIN = 16 << 20
 _BOMB_RATIO = 100
 
+_MAX_EXPAND = 256 << 20
+
 _BF16 = "bfloat16"
 
 
@@ -81,17 +83,20 @@ class NamespaceStub:
             raise CheckpointError("argparse.Namespace state is not a dict of attribute names")
         self.__dict__.update(state)
 
-    def to_dict(self):
-        return {k: _plainify(v) for k, v in self.__dict__.items()}
+    def to_dict(self, depth=0):
+        return {k: _plainify(v, depth + 1) for k, v in self.__dict__.items()}
 
 
-def _plainify(v):
+def _plainify(v, depth=0):
+    """Namespace stubs -> dicts, recursively (args may nest Namespaces); depth-limited for hostile nesting."""
+    if depth > 32:
+        raise CheckpointError("args nest deeper than 32 levels")
     if isinstance(v, NamespaceStub):
-        return v.to_dict()
+        return v.to_dict(depth)
     if isinstance(v, dict):
-        return {k: _plainify(x) for k, x in v.items()}
+        return {k: _plainify(x, depth + 1) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return type(v)(_plainify(x) for x in v)
+        return type(v)(_plainify(x, depth + 1) for x in v)
     return v
 
 
@@ -112,6 +117,14 @@ def _rebuild(storage, offset, size, stride):
     if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise CheckpointError(f"tensor rebuild: negative size/stride/offset ({size}, {stride}, {offset})")
     data = storage.data
+    n_out = 1
+    for n in size:
+        n_out *= n
+    # Views with stride 0 (expand) may be larger than their storage; cap that so a tiny file cannot
+    # ask for terabytes. Real state dicts never hold large expanded views.
+    if n_out > data.size and n_out * data.itemsize > _MAX_EXPAND:
+        raise CheckpointError(f"tensor of size {list(size)} is a {n_out}-element view of a {data.size}-element "
+                              f"storage {storage.key!r}; refusing to materialise it")
     if 0 in size:
         out = np.empty(size, dtype=data.dtype)
     else:
@@ -248,7 +261,7 @@ class _SafeUnpickler(pickle.Unpickler):
         if info.file_size < nbytes:
             raise CheckpointError(f"{self._path}: storage {key!r} holds {info.file_size} bytes, "
                                   f"the pickle says {nbytes}")
-        _check_bomb(self._path, info)
+        check_zip_bomb(self._path, info)
         with self._zf.open(info) as f:
             raw = f.read(nbytes)
         if len(raw) < nbytes:
@@ -256,7 +269,7 @@ class _SafeUnpickler(pickle.Unpickler):
         return raw
 
 
-def _check_bomb(path, info: zipfile.ZipInfo):
+def check_zip_bomb(path, info: zipfile.ZipInfo):
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > _BOMB_MIN \
             and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
         raise CheckpointError(f"{path}: entry {info.filename!r} claims to expand {info.compress_size} bytes "
@@ -326,7 +339,7 @@ def load(path) -> Checkpoint:
         info = zf.getinfo(f"{root}/data.pkl")
         if info.file_size > _MAX_PICKLE:
             raise CheckpointError(f"{path}: data.pkl claims {info.file_size} bytes; refusing (> {_MAX_PICKLE})")
-        _check_bomb(path, info)
+        check_zip_bomb(path, info)
         data = _read_small(path, zf, info.filename, _MAX_PICKLE)
         try:
             obj = _SafeUnpickler(data, path, zf, root, big).load()
@@ -336,11 +349,18 @@ def load(path) -> Checkpoint:
             raise CheckpointError(f"{path}: {e}") from None   # raised inside an allowed rebuild function
         except RecursionError:
             raise CheckpointError(f"{path}: data.pkl nests too deeply") from None
+        except MemoryError:
+            raise CheckpointError(f"{path}: out of memory while loading data.pkl") from None
         except (zipfile.BadZipFile, EOFError, OSError) as e:
             raise CheckpointError(f"{path}: corrupt archive while reading storages ({e})") from None
         except Exception as e:   # malformed pickle or wrong arguments to an allowed rebuild function
             raise CheckpointError(f"{path}: malformed data.pkl ({type(e).__name__}: {e})") from None
-    return split_top_level(_plainify_top(obj), path, "pth-zip", args_of=_args_of(path))
+    try:
+        return split_top_level(_plainify_top(obj), path, "pth-zip", args_of=_args_of(path))
+    except CheckpointError as e:
+        if path in str(e):
+            raise
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def _plainify_top(obj):

@@ -30,7 +30,7 @@ def run(args) -> int:
     from ..pipeline.classify import ClassifyWorker, prediction_printer
     from ..pipeline.cliutil import classifier_from, curve_from, describe_framer
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
-    from ..pipeline.sockets import open_socket
+    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
 
     log = Log("classify", args.json)
     clf = classifier_from(args)
@@ -53,10 +53,10 @@ def run(args) -> int:
         summary = worker.run(max_streams=args.max_streams, idle_exit_s=args.idle_exit)
         log.info("summary", **summary) if args.json else log.info("done: " + json.dumps(summary))
     finally:
-        for s in socks:
-            s.close()
         if curve:
             curve.stop()
-        ctx.term()
+        # pull (replay/eval): the last predictions must reach the consumer; sub (live): a second at most
+        drain_and_term(ctx, socks, stop, log,
+                       linger_ms=-1 if args.pattern == "pull" and not stop.is_set() else LINGER_MS)
         restore()
     return 0

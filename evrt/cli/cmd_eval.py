@@ -17,15 +17,16 @@ def register(sub):
     p.add_argument("--order", choices=["recording", "spikingjelly"], default="recording",
                    help="sample order (matters with --limit): recording/label-file order or spikingjelly's")
     p.add_argument("--label-order", choices=["recording", "spikingjelly"], default=None,
-                   help="how the model's output indices map to gestures when it has no class names; "
-                        "with class names (the normal case) the names decide and this is only checked")
+                   help="gesture order of the model's outputs, for models without gesture class names "
+                        "(e.g. class_0..class_10); when the names are gestures they decide and this is checked")
     p.add_argument("--precision", choices=["float32", "float64"], default="float32")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress bar")
     p.set_defaults(func=run)
 
 
 def output_map(model_classes, dataset_classes, label_order=None) -> list[int]:
-    """Model output index -> dataset class index; by name, or by --label-order for unnamed outputs."""
+    """Model output index -> dataset class index. By name; --label-order only for models whose names
+    say nothing (none, or placeholders such as class_0 that match no gesture)."""
     from ..datasets.dvsgesture import SPIKINGJELLY_ORDER
     from ..errors import EvrtError
     from ..evaluate import map_classes
@@ -33,13 +34,16 @@ def output_map(model_classes, dataset_classes, label_order=None) -> list[int]:
     by_order = None
     if label_order is not None:
         by_order = list(range(11)) if label_order == "recording" else list(SPIKINGJELLY_ORDER)
-    if not model_classes:
-        if by_order is None:
-            raise EvrtError("the model has no class names; say how its outputs are ordered with "
-                            "--label-order recording|spikingjelly")
-        return by_order
-    omap = map_classes(model_classes, dataset_classes)
-    if by_order is not None and omap != by_order[:len(omap)]:
+        if model_classes and len(model_classes) != 11:
+            raise EvrtError(f"--label-order needs a model with 11 outputs; this one has {len(model_classes)}")
+    try:
+        omap = map_classes(model_classes, dataset_classes)
+    except EvrtError as e:
+        if by_order is not None:
+            return by_order
+        raise EvrtError(f"{e}; if the outputs are DVS128 Gesture in a known order, say which with "
+                        "--label-order recording|spikingjelly") from None
+    if by_order is not None and omap != by_order:
         raise EvrtError(f"--label-order {label_order} contradicts the model's class names "
                         f"({', '.join(model_classes[:3])}, ...); drop the option to map by name")
     return omap

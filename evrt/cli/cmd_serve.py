@@ -39,7 +39,7 @@ def run(args) -> int:
     from ..pipeline.source import Publisher, open_source, publish
 
     log = Log("serve", args.json)
-    source = open_source(args.camera)
+    source = open_source(args.camera, log)
     mapping = mapping_from(args)
     clf = classifier_from(args)
     replay = args.camera.startswith("file:")

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..errors import EvrtError
     from ..pipeline.cliutil import curve_from, mapping_from
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
-    from ..pipeline.sockets import open_socket
+    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
     from ..pipeline.source import Publisher, list_cameras, open_source, publish
 
     if args.list_cameras:
@@ -39,7 +39,7 @@ def run(args) -> int:
     if not args.camera:
         raise EvrtError("--camera SPEC is required (or --list-cameras)")
     log = Log("source", args.json)
-    source = open_source(args.camera)
+    source = open_source(args.camera, log)
     mapping = mapping_from(args)
     pattern = args.pattern if args.pattern != "auto" else ("push" if args.camera.startswith("file:") else "pub")
     stop = threading.Event()
@@ -61,10 +61,10 @@ def run(args) -> int:
         else:
             log.info("done: " + json.dumps(summary))
     finally:
-        if sock is not None:
-            sock.close()  # with linger: queued messages still get a second to leave
         if curve:
             curve.stop()
-        ctx.term()
+        # PUSH (replay): deliver everything still queued, however slow the consumer; PUB: a second at most
+        drain_and_term(ctx, [sock] if sock is not None else [], stop, log,
+                       linger_ms=-1 if pattern == "push" and not stop.is_set() else LINGER_MS)
         restore()
     return 0

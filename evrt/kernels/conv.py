@@ -11,9 +11,24 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Fraction of non-zero inputs above which conv2d_scatter takes the dense path. tools/bench_kernels.py
-# measures the break-even; it is layer dependent (roughly 10-40 % here), 0.25 is a middle value.
-DENSE_ABOVE = 0.25
+# Fraction of non-zero inputs above which the dense path is taken, per layer kind. Break-even densities
+# measured by tools/bench_kernels.py (float32, 1 thread, 2-core x86 box): full 3x3 convs 16-17 %,
+# 1x1 convs ~20 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %. Depthwise: none; the dense
+# loop does 9 vectorised MACs per input for the price of the event path's scan of the map, so a
+# depthwise conv fed a dense map goes dense whenever any input is non-zero.
+DENSE_ABOVE_CONV = 0.15
+DENSE_ABOVE_GROUPED = 0.4
+DENSE_ABOVE_DW = 0.0
+DENSE_ABOVE = DENSE_ABOVE_CONV      # kept for callers that want one number
+
+
+def default_dense_above(kh, kw, cig, cpg, groups):
+    """The measured break-even for this layer kind (see the constants above)."""
+    if groups == 1:
+        return DENSE_ABOVE_CONV
+    if cig == 1 and cpg == 1:
+        return DENSE_ABOVE_DW
+    return DENSE_ABOVE_GROUPED
 
 
 @njit(cache=True)
@@ -45,13 +60,16 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     weighted = 0.0
     for yy in range(h):
         for xx in range(w):
+            xrow = x[yy, xx]
+            n_px = 0
+            s_px = 0.0
+            for c in range(cin):        # branch-free so it vectorises: zeros add nothing to the sum
+                n_px += xrow[c] != 0
+                s_px += np.float64(xrow[c])
             g = ny[yy] * nx[xx] * cout_per_group
-            for c in range(cin):
-                v = x[yy, xx, c]
-                if v != 0:
-                    nnz += 1
-                    pairs += g
-                    weighted += np.float64(v) * g
+            nnz += n_px
+            pairs += n_px * g
+            weighted += s_px * g
     return nnz, pairs, weighted
 
 
@@ -74,21 +92,28 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out):
     ny, oy_t, ky_t = _taps(h, ho, kh, stride, pad)
     nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
     depthwise = cig == 1 and cpg == 1
+    nzc = np.empty(cin, np.int64)
     for yy in range(h):
         for xx in range(wd):
             if ny[yy] == 0 or nx[xx] == 0:
                 continue
             xrow = x[yy, xx]
             if depthwise:
-                # one weight per channel: keep channels innermost so the loop stays contiguous
+                # one weight per channel: list the pixel's non-zero channels once, reuse for every tap
+                nz = 0
+                for c in range(cin):
+                    if xrow[c] != 0:
+                        nzc[nz] = c
+                        nz += 1
+                if nz == 0:
+                    continue
                 for a in range(ny[yy]):
                     for e in range(nx[xx]):
                         orow = out[oy_t[yy, a], ox_t[xx, e]]
                         wrow = w[ky_t[yy, a], kx_t[xx, e], 0]
-                        for c in range(cin):
-                            v = xrow[c]
-                            if v != 0:
-                                orow[c] += v * wrow[c]
+                        for t in range(nz):
+                            c = nzc[t]
+                            orow[c] += xrow[c] * wrow[c]
                 continue
             for c in range(cin):
                 v = xrow[c]
@@ -112,14 +137,12 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out):
 
 
 @njit(cache=True)
-def _conv_dense_loop(x, w, b, stride, pad, groups, out):
-    """Dense output-stationary loop (no zero test); used for depthwise convs."""
-    h, wd, cin = x.shape
-    kh, kw, cig, cout = w.shape
+def _conv_dense_depthwise(x, w, b, stride, pad, out):
+    """Dense output-stationary depthwise conv (w (kh, kw, 1, C)), channels innermost, no zero test."""
+    h, wd, c = x.shape
+    kh, kw = w.shape[0], w.shape[1]
     ho, wo, _ = out.shape
-    cpg = cout // groups
     _fill_bias(b, out)
-    depthwise = cig == 1 and cpg == 1
     for oy in range(ho):
         for ox in range(wo):
             orow = out[oy, ox]
@@ -132,18 +155,9 @@ def _conv_dense_loop(x, w, b, stride, pad, groups, out):
                     if ix < 0 or ix >= wd:
                         continue
                     xrow = x[iy, ix]
-                    if depthwise:
-                        wrow = w[ky, kx, 0]
-                        for c in range(cin):
-                            orow[c] += xrow[c] * wrow[c]
-                        continue
-                    for g in range(groups):
-                        og = orow[g * cpg:(g + 1) * cpg]
-                        for cl in range(cig):
-                            v = xrow[g * cig + cl]
-                            wrow = w[ky, kx, cl, g * cpg:(g + 1) * cpg]
-                            for j in range(cpg):
-                                og[j] += v * wrow[j]
+                    wrow = w[ky, kx, 0]
+                    for j in range(c):
+                        orow[j] += xrow[j] * wrow[j]
 
 
 def _conv_dense_blas(x, w, b, stride, pad, groups, out):
@@ -175,22 +189,24 @@ def conv2d_dense(x, w, b, stride, pad, groups, out):
     """The dense path alone: out = b + conv(x, w), cost independent of sparsity. No counts.
     Depthwise convs use a numba loop (a matmul per channel would be 1 x 1); the rest im2col + BLAS."""
     if w.shape[2] == 1 and w.shape[3] == groups and groups > 1:
-        _conv_dense_loop(x, w, b, stride, pad, groups, out)
+        _conv_dense_depthwise(x, w, b, stride, pad, out)
     else:
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
 
-def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=DENSE_ABOVE):
+def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None):
     """out (Ho, Wo, Cout) <- b + conv(x, w); returns (pairs, weighted).
 
     pairs = number of (non-zero input, output neuron) pairs in bounds; weighted = Σ of the input value
     over those pairs (float). Takes the event path unless more than `dense_above` of the inputs are
-    non-zero (dense_above >= 1 forces the event path, a negative value forces the dense path); the
-    counts do not depend on the path.
+    non-zero (None: the measured break-even for the layer kind; >= 1 forces the event path, a negative
+    value the dense path); the counts do not depend on the path.
     """
     kh, kw, cig, cout = w.shape
     if x.shape[2] != cig * groups or cout % groups:
         raise ValueError(f"conv2d_scatter: x has {x.shape[2]} channels, w {w.shape} with groups={groups}")
+    if dense_above is None:
+        dense_above = default_dense_above(kh, kw, cig, cout // groups, groups)
     ho, wo = out.shape[0], out.shape[1]
     nnz, pairs, weighted = conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
     if nnz > dense_above * x.size:
@@ -204,7 +220,8 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=DENSE_ABOVE):
 def conv2d_events(ys, xs, cs, w, b, stride, pad, out):
     """First layer fed by raw events: out = b + Σ_events w[:, :, c] placed at (y, x) (groups = 1).
     Each event adds its weight slice once (duplicates add twice); ys, xs, cs may be any integer dtype.
-    Only in-bounds outputs are touched (the caller validates events against the sensor). Returns pairs = Σ_events (number of in-bounds outputs reached) × Cout."""
+    Only in-bounds outputs are touched (the caller validates events against the sensor).
+    Returns pairs = Σ_events (number of in-bounds outputs reached) × Cout."""
     kh, kw, _, cout = w.shape
     ho, wo, _ = out.shape
     _fill_bias(b, out)

@@ -62,6 +62,8 @@ class ClassifyWorker:
         self.batch = int(batch)
         self.stop = stop or threading.Event()
         self.tracker = StreamTracker()
+        frame = (getattr(classifier.session, "meta", None) or {}).get("frame") or {}
+        self.sensor_size = tuple(int(v) for v in frame.get("sensor_size", ()))  # the model's (W, H)
         self.streams_ended = 0
         self._warned = set()
 
@@ -126,8 +128,10 @@ class ClassifyWorker:
             self._reset("sequence restarted (source restarted)", stream_id=msg.stream_id, seq=msg.seq)
         if lost:
             m.lost += lost
-            self._warn_once("gap", "messages lost upstream (sequence gap); the consumer is slower than the "
-                            "source or the network drops; counting", lost=lost)
+            why = ("several consumers connected to one PUSH source? PUSH deals messages out round-robin"
+                   if self.in_sock is not None and self.in_sock.type == zmq.PULL
+                   else "the consumer is slower than the source (PUB drops at the high-water mark)")
+            self._warn_once("gap", f"messages lost upstream (sequence gap): {why}; counting", lost=lost)
         if msg.kind == RESET:
             self._reset("RESET message", stream_id=msg.stream_id, seq=msg.seq)
             return []
@@ -142,6 +146,10 @@ class ClassifyWorker:
             self.clf.events_in = 0
             return preds
         m.events_in += len(msg.events)
+        if self.sensor_size and msg.sensor_size != (0, 0) and tuple(msg.sensor_size) != self.sensor_size:
+            self._warn_once("sensor", f"the source sends a {msg.sensor_size[0]}x{msg.sensor_size[1]} sensor, the model "
+                            f"expects {self.sensor_size[0]}x{self.sensor_size[1]}; map it at the source with --crop / "
+                            "--downsample (events outside the model's sensor are ignored)")
         try:
             preds = self.clf.push(msg.events)
         except EventError as exc:  # e.g. timestamps going backwards in time framing: drop the packet
@@ -180,8 +188,9 @@ class ClassifyWorker:
                     except zmq.Again:
                         break
                 last_rx = time.monotonic()
-            m.queue_depth = len(pending)
-            self.handle(pending.popleft())
+            frames = pending.popleft()
+            m.queue_depth = len(pending)  # received, not yet processed (ZeroMQ's own queue is not visible)
+            self.handle(frames)
             if max_streams is not None and self.streams_ended >= max_streams:
                 break
             if m.due():

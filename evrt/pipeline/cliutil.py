@@ -59,8 +59,10 @@ def curve_from(args):
 def classifier_from(args):
     from ..streaming import StreamClassifier
     reset_every = args.reset_every if args.reset_every is not None else ("T" if args.mode == "clip" else None)
-    return StreamClassifier.from_model(args.model, precision=args.precision, mode=args.mode,
-                                       reset_every=reset_every, count=args.count, window_us=args.window_us)
+    clf = StreamClassifier.from_model(args.model, precision=args.precision, mode=args.mode,
+                                      reset_every=reset_every, count=args.count, window_us=args.window_us)
+    clf.warm_up()
+    return clf
 
 
 def describe_framer(f) -> str:

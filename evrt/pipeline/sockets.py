@@ -146,3 +146,24 @@ def open_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool, hwm: int = D
         sock.close(0)
         raise EvrtError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
     return sock
+
+
+def drain_and_term(ctx: zmq.Context, socks, stop, log=None, linger_ms: int = -1) -> bool:
+    """Close ``socks`` and terminate ``ctx``, letting queued messages reach their peer. A PUSH replay
+    must not lose its tail, and ZeroMQ has no delivery receipt, so with ``linger_ms=-1`` we wait as long
+    as it takes — in a helper thread, so SIGINT/SIGTERM (``stop``) can still abandon the wait. Returns
+    False when abandoned."""
+    import threading
+
+    for s in socks:
+        s.close(linger=linger_ms)
+    th = threading.Thread(target=ctx.term, name="evrt-drain", daemon=True)
+    th.start()
+    th.join(0.5)
+    if th.is_alive() and log is not None:
+        log.info("waiting for the consumer to take the queued messages (Ctrl-C to abandon them)")
+    while th.is_alive():
+        if stop.wait(0.1) and th.is_alive():
+            th.join(1.0)  # a last second, then give up: the process exits with the thread abandoned
+            return not th.is_alive()
+    return True

@@ -90,6 +90,7 @@ class ArraySource:
             sensor_size = (int(self.events["x"].max()) + 1, int(self.events["y"].max()) + 1) if len(self.events) else (0, 0)
         self.sensor_size = tuple(int(v) for v in sensor_size)
         self.speed, self.packet_us, self.max_packet, self.name = speed, int(packet_us), int(max_packet), name
+        self.stop = threading.Event()  # publish() shares its stop event here
 
     def bounds(self) -> np.ndarray:
         """Packet boundaries: every ``packet_us`` of sensor time, big packets split at ``max_packet``."""
@@ -113,38 +114,35 @@ class ArraySource:
                 # a packet is due when the sensor clock reaches its last event
                 due = wall0 + (int(t[hi - 1]) - int(t[0])) / 1e6 / self.speed
                 delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and self.stop.wait(delay):  # a gap in the recording must not delay a stop
+                    return
             yield pkt
 
     def close(self):
         pass
 
 
-def load_recording(path: str):
-    """(events, sensor_size) of any recording ``evrt.formats.read_recording`` reads."""
-    try:
-        from ..formats import read_recording
-    except ImportError:
-        read_recording = None
-    if read_recording is not None:
-        rec = read_recording(path)
-        return as_events(rec.events), tuple(rec.sensor_size) if rec.sensor_size else None
-    # fallback until evrt.formats exposes read_recording: plain .npy / .npz event arrays
-    if str(path).endswith((".npy", ".npz")):
-        try:
-            obj = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise EvrtError(f"{path}: cannot read ({exc})") from None
-        return as_events(obj), None
-    raise EvrtError(f"{path}: this evrt cannot read recordings of this kind yet (evrt.formats.read_recording missing)")
+def load_recording(path: str, log=None):
+    """(events, sensor_size) of any recording ``evrt.formats.read_recording`` reads, cleaned for
+    streaming: events outside the sensor or going back in time are dropped (and reported), because a
+    live framer needs time order. ``evrt replay`` should load through here too, so that in-process and
+    over-socket replays see the same events."""
+    from ..events import validate
+    from ..formats import read_recording
+
+    rec = read_recording(path)
+    size = tuple(int(v) for v in rec.sensor_size) if rec.sensor_size else None
+    ev, report = validate(rec.events, size, policy="drop")
+    if not report.ok and log is not None:
+        log.warn(f"{path}: {report}")
+    return ev, size
 
 
 class FileSource(ArraySource):
-    def __init__(self, path: str, speed: float | None = 1.0, packet_us: int = PACKET_US):
+    def __init__(self, path: str, speed: float | None = 1.0, packet_us: int = PACKET_US, log=None):
         if not os.path.exists(path):
             raise EvrtError(f"recording {path} does not exist")
-        ev, size = load_recording(path)
+        ev, size = load_recording(path, log)
         super().__init__(ev, size, speed=speed, packet_us=packet_us, name=f"file:{path}")
 
 
@@ -160,13 +158,15 @@ _NO_DV = ("the dv-processing package is not installed (needed for iniVation came
           'install it with: pip install "evrt[camera]"')
 
 
-def _dv_packets(reader, name, stop_poll_s=0.001):
+def _dv_packets(reader, name, stop: threading.Event, idle_s=0.001):
     """Packets from a dv-processing reader (CameraCapture or NetworkReader) as EVENT_DTYPE arrays."""
     running = getattr(reader, "isRunning", None) or getattr(reader, "isConnected", None) or (lambda: True)
     while running():
+        if stop.is_set():
+            return
         batch = reader.getNextEventBatch()
         if batch is None:
-            time.sleep(stop_poll_s)  # the driver has nothing yet; do not spin a shared core
+            stop.wait(idle_s)  # the driver has nothing yet; do not spin a shared core
             continue
         a = batch.numpy()
         if len(a):
@@ -186,10 +186,11 @@ class InivationSource:
         if hasattr(self.cam, "isEventStreamAvailable") and not self.cam.isEventStreamAvailable():
             raise EvrtError(f"camera {self.cam.getCameraName()} provides no event stream")
         self.name = f"inivation:{self.cam.getCameraName()}"
+        self.stop = threading.Event()
         self.sensor_size = tuple(int(v) for v in self.cam.getEventResolution())
 
     def __iter__(self):
-        return _dv_packets(self.cam, self.name)
+        return _dv_packets(self.cam, self.name, self.stop)
 
     def close(self):
         self.cam = None
@@ -207,11 +208,12 @@ class DvNetworkSource:
         if not self.reader.isEventStreamAvailable():
             raise EvrtError(f"dv://{host}:{port} carries no event stream")
         self.name = f"dv://{host}:{port}"
+        self.stop = threading.Event()
         res = self.reader.getEventResolution()
         self.sensor_size = tuple(int(v) for v in res) if res is not None else (0, 0)
 
     def __iter__(self):
-        return _dv_packets(self.reader, self.name)
+        return _dv_packets(self.reader, self.name, self.stop)
 
     def close(self):
         self.reader = None
@@ -224,7 +226,7 @@ def list_cameras() -> list:
     return list(dv.io.discoverDevices())
 
 
-def open_source(spec: str):
+def open_source(spec: str, log=None):
     """A source from a camera SPEC (see ``CAMERA_HELP``)."""
     spec = spec.strip()
     if spec.startswith("file:"):
@@ -236,7 +238,7 @@ def open_source(spec: str):
             raise EvrtError(f"speed={speed!r} in {spec!r}: use a number (1.0 = real time) or max") from None
         if speed is not None and speed <= 0:
             raise EvrtError(f"speed must be > 0 or max, got {speed}")
-        return FileSource(path, speed=speed)
+        return FileSource(path, speed=speed, log=log)
     if spec.startswith("dv://"):
         host, _, port = spec[5:].rpartition(":")
         if not host or not port.isdigit():
@@ -312,6 +314,8 @@ def publish(source, pub: Publisher, mapping: SensorMap | None = None, log=None, 
     """Map and send every packet of ``source`` until it ends or ``pub.stop`` is set, then (optionally)
     send END_OF_STREAM so consumers flush their open window."""
     mapping = mapping or SensorMap()
+    if isinstance(getattr(source, "stop", None), threading.Event):
+        source.stop = pub.stop
     in_size = getattr(source, "sensor_size", (0, 0))
     pub.sensor_size = mapping.out_size(in_size) if in_size and min(in_size) > 0 else pub.sensor_size
     if log:
@@ -330,6 +334,10 @@ def publish(source, pub: Publisher, mapping: SensorMap | None = None, log=None, 
                 metrics.messages_in += 1
                 if log and metrics.due():
                     metrics.report(log)
+    except EvrtError:
+        if end_of_stream:  # camera unplugged / sender gone: consumers still get to finish their window
+            pub.send_end()
+        raise
     finally:
         close = getattr(source, "close", None)
         if close:

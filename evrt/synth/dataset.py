@@ -34,7 +34,7 @@ class SynthConfig:
     sessions: int = 1              # lighting conditions per user
     test_users: int | None = None  # default: max(1, users // 4)
     frame_rate: float = 500.0      # render rate (Hz); timestamps are interpolated between frames
-    theta: float = 0.25            # contrast threshold (log units)
+    theta: float = 0.2             # contrast threshold (log units)
     sigma: float = 0.03            # per-pixel threshold mismatch (log units)
     refractory_us: int = 300
     noise_hz: float = 0.1          # background activity per pixel at illuminance 1 (scales as 1/illum)
@@ -81,7 +81,7 @@ def make_recording(seed: int, user: int, session: int, cfg: SynthConfig):
     shake = shake_path(rng, F, cfg.frame_rate, cfg.shake_px, update_hz=60.0)
     light = np.full(F, illum)
     t0_us = int(rng.integers(100_000, 5_000_000))  # real files do not start at 0
-    ts, xs, ys, ps = simulate(prims, subj.reflectances(), bg, PAD, shake, light,
+    ts, xs, ys, ps = simulate(prims, subj.reflectances(), subj.textures(), bg, PAD, shake, light,
                               frame_rate=cfg.frame_rate, t0_us=t0_us, rng=rng, theta=cfg.theta,
                               sigma=cfg.sigma, refractory_us=cfg.refractory_us)
     t_end = t0_us + int(round(t[-1] * 1e6))

@@ -30,17 +30,27 @@ class Subject:
     shirt: float         # reflectances in (0, 1)
     skin: float
     sleeves: bool        # long sleeves: forearms have the shirt's reflectance
+    stripes: float       # shirt stripe contrast (0 = plain) and wavelength (px)
+    stripe_px: float
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "Subject":
         return cls(sw=rng.uniform(14.5, 19.0), cx=64 + rng.uniform(-8, 8), cy=rng.uniform(48, 58),
                    upper=rng.uniform(1.15, 1.3), fore=rng.uniform(1.05, 1.2),
                    speed=rng.uniform(0.8, 1.25), shirt=rng.choice([rng.uniform(0.06, 0.2), rng.uniform(0.7, 0.95)]),
-                   skin=rng.uniform(0.35, 0.75), sleeves=bool(rng.random() < 0.5))
+                   skin=rng.uniform(0.35, 0.75), sleeves=bool(rng.random() < 0.5),
+                   stripes=rng.choice([0.0, rng.uniform(0.15, 0.4)], p=[0.3, 0.7]),
+                   stripe_px=rng.uniform(3.0, 7.0))
 
     def reflectances(self) -> np.ndarray:
         arm = [self.shirt, self.shirt if self.sleeves else self.skin, self.skin]
         return np.array([self.shirt, self.skin] + arm + arm, np.float64)
+
+    def textures(self) -> np.ndarray:
+        """(8, 2) stripe (amplitude, wavelength) per primitive: shirt parts only."""
+        s = (self.stripes, self.stripe_px)
+        arm = [s, s if self.sleeves else (0.0, 1.0), (0.0, 1.0)]
+        return np.array([s, (0.0, 1.0)] + arm + arm, np.float64)
 
 
 def _smoothstep(a):

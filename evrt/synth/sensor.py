@@ -40,8 +40,9 @@ def _shift_bg(bg, pad, dx, dy, out):
 
 
 @numba.njit(cache=True)
-def _pixel(px, py, pr, bb, refl, v):
-    """Composite the capsules over background reflectance v at pixel centre (px, py)."""
+def _pixel(px, py, pr, bb, refl, tex, v):
+    """Composite the capsules over background reflectance v at pixel centre (px, py). ``tex[p]`` =
+    (amplitude, wavelength px): stripes across the segment (clothing), moving with it."""
     for p in range(pr.shape[0]):
         if px < bb[p, 0] or px > bb[p, 2] or py < bb[p, 1] or py > bb[p, 3]:
             continue
@@ -60,7 +61,10 @@ def _pixel(px, py, pr, bb, refl, v):
             continue
         if a > 1:
             a = 1.0
-        v = v + (refl[p] - v) * a
+        c = refl[p]
+        if tex[p, 0] != 0.0:
+            c *= 1.0 + tex[p, 0] * np.sin(2 * np.pi * u * np.sqrt(l2) / tex[p, 1])
+        v = v + (c - v) * a
     return v
 
 
@@ -81,7 +85,7 @@ def _bbox(pr, bb, H, W):
 
 
 @numba.njit(cache=True)
-def _simulate(prims, refl, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_off, refr_us,
+def _simulate(prims, refl, tex, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_off, refr_us,
               state_ref, state_L, last_t, bgcur, k_start, out_t, out_x, out_y, out_p, n):
     """Run frames k_start.. until done or the buffer might overflow; return (next frame, n events)."""
     F = prims.shape[0]
@@ -125,7 +129,7 @@ def _simulate(prims, refl, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_o
         for i in range(nb):
             for y in range(boxes[i, 1], boxes[i, 3] + 1):
                 for x in range(boxes[i, 0], boxes[i, 2] + 1):
-                    L = np.log(g * _pixel(float(x), float(y), prims[k], bb, refl, bgcur[y, x]) + eps)
+                    L = np.log(g * _pixel(float(x), float(y), prims[k], bb, refl, tex, bgcur[y, x]) + eps)
                     if k == 0:
                         state_ref[y, x] = L
                         state_L[y, x] = L
@@ -154,7 +158,7 @@ def _simulate(prims, refl, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_o
     return F, n
 
 
-def simulate(prims, refl, bg, pad, shake, light, *, frame_rate, t0_us, rng, theta=0.25, sigma=0.03,
+def simulate(prims, refl, tex, bg, pad, shake, light, *, frame_rate, t0_us, rng, theta=0.25, sigma=0.03,
              refractory_us=300, eps=0.03, size=(128, 128)):
     """Events (t, x, y, on) of the rendered frame sequence; frame k is at ``t0_us + k*dt``.
 
@@ -173,7 +177,7 @@ def simulate(prims, refl, bg, pad, shake, light, *, frame_rate, t0_us, rng, thet
     F = len(prims)
     parts = []
     while k < F:
-        k, n = _simulate(prims, refl, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_off,
+        k, n = _simulate(prims, refl, tex, bg, pad, shake, light, eps, dt_us, t0_us, th_on, th_off,
                          refractory_us, ref, Ls, last, bgcur, k, *out, n)
         if k < F:  # buffer nearly full: keep what we have, start a fresh buffer
             parts.append([a[:n].copy() for a in out])

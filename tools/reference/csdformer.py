@@ -233,9 +233,11 @@ def train_quick(model: CSDformer, x: torch.Tensor, y: torch.Tensor, *, steps: in
     any multiple of the model grid; y: class indices; augment: optional batch -> batch on count frames.
     θ is kept positive. Returns the loss per step."""
     torch.manual_seed(seed)
+    dev = next(model.parameters()).device
     x = model_input(x, model.cfg["img_size"]).float()
+    y = y.to(dev)
     if calibrate_first:
-        calibrate(model, x[: min(len(x), 64)])
+        calibrate(model, x[: min(len(x), 64)].to(dev))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     model.train()
@@ -243,8 +245,9 @@ def train_quick(model: CSDformer, x: torch.Tensor, y: torch.Tensor, *, steps: in
     g = torch.Generator().manual_seed(seed)
     for step in range(steps):
         idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=g)
-        xb = augment(x[idx]) if augment else x[idx]
-        loss = F.cross_entropy(model(xb), y[idx])
+        xb = x[idx].to(dev)
+        xb = augment(xb) if augment else xb
+        loss = F.cross_entropy(model(xb), y[idx.to(dev)])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -262,10 +265,12 @@ def train_quick(model: CSDformer, x: torch.Tensor, y: torch.Tensor, *, steps: in
 @torch.no_grad()
 def evaluate(model: CSDformer, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
     model.eval()
+    dev = next(model.parameters()).device
     x = model_input(x, model.cfg["img_size"]).float()
     correct = 0
     for i in range(0, len(x), batch_size):
-        correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+        pred = model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+        correct += int((pred == y[i:i + batch_size].cpu()).sum())
     return correct / max(len(x), 1)
 
 

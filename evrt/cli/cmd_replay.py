@@ -1,0 +1,244 @@
+"""evrt replay PATH --model MODEL: play a recording through a streaming classifier, at recorded speed or
+as fast as possible, printing each prediction as it happens; labelled samples are also classified one
+by one with the reference clip framing, and scored."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+CHUNK_US = 10_000  # packets of 10 ms of stream time: the pacing granularity at --speed 1
+
+
+def register(sub):
+    p = sub.add_parser("replay", help="stream a recording through a model, printing predictions as they happen")
+    p.add_argument("path", help="a recording: AEDAT 3.1 (+ _labels.csv), AEDAT 4, .npz, .npy")
+    p.add_argument("--model", default=None, help="an .evrt file or a zoo model name (default: the zoo default)")
+    p.add_argument("--speed", default="1", help="1 = recorded speed, 2 = twice as fast, max = no pacing")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--count", type=int, default=None, metavar="N", help="a step closes every N events")
+    g.add_argument("--window-us", type=int, default=None, metavar="D", help="a step closes every D µs")
+    p.add_argument("--mode", choices=["clip", "continuous"], default="continuous",
+                   help="clip: state and readout reset every T steps; continuous: sliding mean over T steps")
+    p.add_argument("--labels", choices=["auto", "gesture", "model"], default="auto",
+                   help="what a recording's integer labels index: DVS128 Gesture ids (csv class - 1) or the "
+                        "model's outputs; auto = gesture for AEDAT 3.1, model otherwise")
+    p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    p.add_argument("--json", action="store_true", help="one JSON object per line; nothing else on stdout")
+    p.set_defaults(func=run)
+
+
+def parse_speed(text: str) -> float | None:
+    """None = as fast as possible."""
+    from ..errors import EvrtError
+
+    if str(text).lower() in ("max", "inf"):
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise EvrtError(f"--speed must be a positive number or 'max', got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise EvrtError(f"--speed must be a positive number or 'max', got {text!r}")
+    return v
+
+
+def _norm(name) -> str:
+    from ..evaluate import _norm as norm
+    return norm(name)
+
+
+class _Out:
+    """Prints predictions, samples and the summary as text or JSON lines (flushed: this is live output)."""
+
+    def __init__(self, as_json: bool, t0_us: int):
+        self.json, self.t0 = as_json, t0_us
+
+    def emit(self, kind: str, obj: dict, text: str) -> None:
+        print(json.dumps({"type": kind, **obj}, separators=(",", ":")) if self.json else text, flush=True)
+
+    def prediction(self, p) -> None:
+        t = (p.end_us - self.t0) / 1e6
+        self.emit("prediction", {**p.to_dict(), "time_s": t},
+                  f"step {p.step:6d}  t={t:9.3f}s  {p.class_name:28s} p={p.confidence:.3f}  "
+                  f"{p.n_events:7d} ev  {p.latency_ms:7.2f} ms")
+
+    def sample(self, s: dict) -> None:
+        mark = "ok " if s["correct"] else "BAD"
+        self.emit("sample", s, f"sample {s['index']:3d} [{(s['start_us'] - self.t0) / 1e6:8.3f}, "
+                               f"{(s['end_us'] - self.t0) / 1e6:8.3f})s  true {s['true']:28s} pred {s['pred']:28s} "
+                               f"p={s['confidence']:.3f} {mark}")
+
+
+def _label_names(rec, session, space: str) -> list:
+    """True class name of each label row."""
+    from ..datasets.dvsgesture import CLASS_NAMES
+
+    if space == "auto":
+        space = "gesture" if rec.format == "aedat3.1" else "model"
+    names = CLASS_NAMES if space == "gesture" else session.classes
+    return [names[int(l)] if 0 <= int(l) < len(names) else str(int(l)) for l in rec.labels["label"]]
+
+
+def run(args) -> int:
+    from ..engine import Session
+    from ..errors import EvrtError
+    from ..events import EVENT_DTYPE, validate
+    from ..formats import read_recording
+    from ..graph import Graph
+    from ..streaming import StreamClassifier, softmax, stream_framer_for
+    from ..zoo import DEFAULT_MODEL, resolve_model
+
+    speed = parse_speed(args.speed)
+    if args.count is not None and args.count < 1 or args.window_us is not None and args.window_us < 1:
+        raise EvrtError("--count and --window-us must be at least 1")
+    rec = read_recording(args.path)
+    model = resolve_model(args.model or DEFAULT_MODEL)
+    graph = Graph.load(model)
+    # the stream and the per-sample clips get separate sessions: run_clip resets state, which would
+    # break the stream's continuity
+    sess = Session(graph, precision=args.precision, mode=args.mode,
+                   reset_every="T" if args.mode == "clip" else None)
+    clip_sess = Session(graph, precision=args.precision, mode="clip")
+    clf = StreamClassifier(sess, stream_framer_for(sess.meta, args.count, args.window_us))
+    model_sensor = tuple((sess.meta.get("frame") or {}).get("sensor_size", ()) or ()) or None
+    if rec.sensor_size and model_sensor and tuple(rec.sensor_size) != model_sensor:
+        print(f"evrt replay: warning: recording sensor {rec.sensor_size} differs from the model's "
+              f"{model_sensor}; events outside the model's sensor are dropped", file=sys.stderr)
+    # a live stream must be time-ordered and inside the sensor: drop (and count) what is not, as a
+    # camera driver would, rather than refuse the whole recording
+    ev, checked = validate(rec.events, sensor_size=model_sensor, policy="drop")
+
+    labels = rec.labels if rec.labels is not None and len(rec.labels) else None
+    truth = _label_names(rec, sess, args.labels) if labels is not None else []
+    sample_events = list(rec.samples()) if labels is not None else []
+    order = np.argsort(labels["end_us"], kind="stable") if labels is not None else []  # emit by end time
+
+    # JIT warm-up, excluded from every timing below
+    w0 = time.perf_counter()
+    empty = np.zeros(0, EVENT_DTYPE)
+    sess.step(empty)
+    sess.reset()
+    sess.reset_counters()
+    if labels is not None:
+        clip_sess.run_clip(empty)
+        clip_sess.reset_counters()
+    warmup_s = time.perf_counter() - w0
+
+    t0_us = int(ev["t"][0]) if len(ev) else 0
+    t_end = int(ev["t"][-1]) + 1 if len(ev) else 0
+    out = _Out(args.json, t0_us)
+    preds, samples = [], []
+    stream_s = sample_s = sleep_s = 0.0
+    next_sample = 0
+
+    def run_samples(upto_us):
+        nonlocal next_sample, sample_s
+        while next_sample < len(order) and (upto_us is None or int(labels["end_us"][order[next_sample]]) <= upto_us):
+            i = int(order[next_sample])
+            next_sample += 1
+            c0 = time.perf_counter()
+            res = clip_sess.run_clip(sample_events[i][1])
+            dt = time.perf_counter() - c0
+            sample_s += dt
+            k = res.class_index
+            name = clip_sess.class_name(k)
+            s = {"index": i, "start_us": int(labels["start_us"][i]), "end_us": int(labels["end_us"][i]),
+                 "label": int(labels["label"][i]), "true": truth[i], "pred": name, "class_index": k,
+                 "confidence": float(softmax(res.logits)[k]), "correct": _norm(name) == _norm(truth[i]),
+                 "events": int(len(sample_events[i][1])), "acs": int(res.acs), "macs": int(res.macs),
+                 "latency_ms": dt * 1e3}
+            samples.append(s)
+            out.sample(s)
+
+    start = time.perf_counter()
+    edges = np.arange(t0_us + CHUNK_US, t_end + CHUNK_US, CHUNK_US, dtype=np.int64)
+    cuts = np.concatenate(([0], np.searchsorted(ev["t"], edges.astype(np.uint64), side="left")))
+    for j, edge in enumerate(edges):
+        chunk = ev[cuts[j]:cuts[j + 1]]
+        if speed is not None:  # deliver a packet only once its last instant has "happened"
+            wait = start + (min(int(edge), t_end) - t0_us) / 1e6 / speed - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+                sleep_s += wait
+        c0 = time.perf_counter()
+        new = clf.push(chunk) if len(chunk) else []
+        stream_s += time.perf_counter() - c0
+        for p in new:
+            out.prediction(p)
+        preds.extend(new)
+        run_samples(int(edge))
+    c0 = time.perf_counter()
+    new = clf.end_of_stream()
+    stream_s += time.perf_counter() - c0
+    for p in new:
+        out.prediction(p)
+    preds.extend(new)
+    run_samples(None)
+    wall = time.perf_counter() - start
+
+    summary = _summary(rec, sess, clip_sess, preds, samples, speed, wall, stream_s, sample_s, sleep_s, warmup_s,
+                       clf, model, checked)
+    if args.json:
+        print(json.dumps({"type": "summary", **summary}, separators=(",", ":")), flush=True)
+    else:
+        print(_summary_text(summary), flush=True)
+    return 0
+
+
+def _summary(rec, sess, clip_sess, preds, samples, speed, wall, stream_s, sample_s, sleep_s, warmup_s, clf,
+             model, checked) -> dict:
+    from ..counters import PJ_PER_AC, PJ_PER_MAC
+
+    n = len(rec.events)
+    dur = rec.duration_us / 1e6
+    tot = sess.report().totals()
+    lat = np.array([p.latency_ms for p in preds]) if preds else np.zeros(1)
+    correct = sum(s["correct"] for s in samples)
+    energy = tot["acs"] * PJ_PER_AC + tot["macs"] * PJ_PER_MAC
+    return {
+        "path": rec.path, "format": rec.format, "model": model, "mode": sess.mode, "precision": sess.precision,
+        "framing": {"count": clf.framer.count, "window_us": clf.framer.window_us},
+        "speed": speed if speed is not None else "max",
+        "events": n, "events_streamed": int(clf.events_in), "duration_s": dur, "steps": len(preds),
+        "wall_s": wall, "stream_compute_s": stream_s, "sample_compute_s": sample_s, "sleep_s": sleep_s,
+        "warmup_s": warmup_s,
+        # throughput of the streaming path alone; the real-time factor counts everything the replay did
+        "events_per_s": clf.events_in / stream_s if stream_s > 0 else None,
+        "realtime_factor": dur / wall if wall > 0 else None,
+        "compute_realtime_factor": dur / stream_s if stream_s > 0 else None,
+        "step_latency_ms": {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+                            "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
+        "acs": tot["acs"], "macs": tot["macs"], "energy_uj": energy / 1e6,
+        "acs_per_s": tot["acs"] / dur if dur > 0 else None,
+        "energy_uj_per_s": energy / 1e6 / dur if dur > 0 else None,
+        # dropped before streaming (out of the sensor, time going backwards) + inside the model
+        "dropped_events": int(checked.dropped + sess.dropped_events),
+        "dropped_by_reason": {"out_of_sensor": checked.dropped_out_of_sensor,
+                              "time_backwards": checked.dropped_time_backwards,
+                              "negative_time": checked.dropped_negative_time,
+                              "in_model": int(sess.dropped_events)},
+        "samples": len(samples), "samples_correct": int(correct),
+        "sample_accuracy": correct / len(samples) if samples else None,
+        "sample_dropped_events": int(clip_sess.dropped_events),
+    }
+
+
+def _summary_text(s: dict) -> str:
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else "-"
+
+    lines = [f"replayed {s['events']:,} events over {s['duration_s']:.3f} s in {s['steps']} steps "
+             f"(speed {s['speed']}, {s['mode']} mode, framing {s['framing']})",
+             f"wall {s['wall_s']:.3f} s (slept {s['sleep_s']:.3f} s); real-time factor "
+             f"{num(s['realtime_factor'], '.2f')}x; streaming alone {num(s['events_per_s'], ',.0f')} events/s = "
+             f"{num(s['compute_realtime_factor'], '.2f')}x real time",
+             f"step latency mean {s['step_latency_ms']['mean']:.2f} ms, p99 {s['step_latency_ms']['p99']:.2f} ms; "
+             f"JIT warm-up {s['warmup_s']:.2f} s (excluded)",
+             f"{num(s['acs_per_s'], ',.0f')} ACs and {num(s['energy_uj_per_s'], '.3f')} uJ per second of stream "
+             f"({s['acs']:,} ACs, {s['macs']:,} MACs in all); dropped events: {s['dropped_events']}"]
+    if s["samples"]:
+        lines.append(f"labelled samples: accuracy {s['sample_accuracy']:.4f} ({s['samples_correct']}/{s['samples']})")
+    return "\n".join(lines)

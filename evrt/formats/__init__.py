@@ -1,0 +1,93 @@
+"""Recording readers. ``read_recording(path)`` picks the reader by the file's magic bytes, falling back
+to its extension, and returns a ``Recording``:
+
+* AEDAT 3.1 (``#!AER-DAT3.1``; DVS128 Gesture) — ``aedat31``; labels from ``<stem>_labels.csv`` beside
+  it when present (csv class 1..11 -> label 0..10, the gesture id)
+* AEDAT 4 (``#!AER-DAT4.0``) — ``aedat4``, through the ``aedat`` package
+* ``.npz`` (t, x, y, p columns) and ``.npy`` (structured event array) — ``npz``
+
+Readers are imported lazily so that a missing optional dependency only matters for its format.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from ..errors import FormatError
+from .recording import LABELS_DTYPE, Recording, as_labels
+
+__all__ = ["read_recording", "detect_format", "Recording", "LABELS_DTYPE", "as_labels", "SUPPORTED"]
+
+SUPPORTED = ("AEDAT 3.1 (.aedat, '#!AER-DAT3.1')", "AEDAT 4 (.aedat4, '#!AER-DAT4.0')",
+             ".npz (t, x, y, p arrays)", ".npy (structured event array)")
+
+_MAGICS = ((b"#!AER-DAT3.1", "aedat3.1"), (b"#!AER-DAT4.0", "aedat4"), (b"PK\x03\x04", "npz"),
+           (b"PK\x05\x06", "npz"), (b"\x93NUMPY", "npy"))
+_EXTENSIONS = {".aedat4": "aedat4", ".npz": "npz", ".npy": "npy"}
+
+
+def detect_format(path) -> str:
+    """'aedat3.1', 'aedat4', 'npz' or 'npy'; ``FormatError`` for anything else."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"#!AER-DAT"):
+        version = head[9:].split(b"\r")[0].split(b"\n")[0].decode("ascii", "replace")
+        raise FormatError(f"{path}: AEDAT {version} is not supported; supported formats: {', '.join(SUPPORTED)}")
+    if not head:
+        raise FormatError(f"{path}: the file is empty")
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _EXTENSIONS:  # right name, wrong content: say what the name promised
+        raise FormatError(f"{path}: named {ext} but its first bytes {head[:12]!r} are not a {_EXTENSIONS[ext]} "
+                          f"file; supported formats: {', '.join(SUPPORTED)}")
+    raise FormatError(f"{path}: unknown recording format (first bytes {head[:12]!r}); "
+                      f"supported formats: {', '.join(SUPPORTED)}")
+
+
+def _aedat31_sensor(path):
+    """(128, 128) when the header names a DVS128 source; AEDAT 3.1 headers carry no size otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    end = head.find(b"#!END-HEADER")
+    text = head[:end if end >= 0 else len(head)].decode("ascii", "replace")
+    if re.search(r"^#Source \d+: DVS128\b", text, re.M):
+        return (128, 128)
+    return None
+
+
+def _read_aedat31(path) -> Recording:
+    from . import aedat31  # the colleague-owned reader; imported here so npz users need no numba compile
+
+    ev = aedat31.read_aedat31(path)
+    labels = None
+    stem = path[:-len(".aedat")] if path.lower().endswith(".aedat") else os.path.splitext(path)[0]
+    csv = stem + "_labels.csv"
+    if os.path.isfile(csv):
+        raw = aedat31.read_labels_csv(csv)
+        labels = as_labels(raw)
+        labels["label"] -= 1  # csv class ids are 1-based; label = gesture id 0..10 (spec §2.1)
+    return Recording(ev, _aedat31_sensor(path), path, "aedat3.1", labels)
+
+
+def read_recording(path, format: str | None = None) -> Recording:
+    """Read any supported recording; ``format`` ('aedat3.1', 'aedat4', 'npz', 'npy') skips detection."""
+    path = os.fspath(path)
+    fmt = format or detect_format(path)
+    if fmt == "aedat3.1":
+        return _read_aedat31(path)
+    if fmt == "aedat4":
+        from .aedat4 import read_aedat4
+        return read_aedat4(path)
+    if fmt == "npz":
+        from .npz import read_npz
+        return read_npz(path)
+    if fmt == "npy":
+        from .npz import read_npy
+        return read_npy(path)
+    raise FormatError(f"{path}: unknown format {fmt!r}; supported formats: {', '.join(SUPPORTED)}")

@@ -1,0 +1,107 @@
+"""Parity of evrt against the PyTorch reference for SpikingResformer (dvsg: PLIF, antialiased 3-channel
+input; cifar: LIF) and RTFormer (evrt's reading: TSBN folded into neuron tables, Spatial-Core branches
+folded into one kernel per step), including negative BN / TSBN scales in the folded paths."""
+import argparse
+
+import numpy as np
+import pytest
+
+from conftest import require_torch
+from parity import (compare_float64, independent_acs, make_graph, random_gesture_events,
+                    teacher_forced_float32)
+
+torch = require_torch()
+
+from evrt.engine import Session  # noqa: E402
+from evrt.framing import FrameSpec, clip_frames  # noqa: E402
+from tools.reference.checkpoints import (randomize_for_firing, save_rtformer_checkpoint,  # noqa: E402
+                                         save_spikingresformer_checkpoint)
+from tools.reference.golden import run_golden  # noqa: E402
+from tools.reference.rtformer import RTFormer  # noqa: E402
+from tools.reference.spikingresformer import SpikingResformer  # noqa: E402
+
+SENSOR = (128, 128)
+CONFIGS = {
+    "resformer-dvsg": dict(arch="spikingresformer", T=4, n_events=30000, neg=0.1,
+                           spec=dict(resize="antialias", sum_channel=True),
+                           build=lambda T: SpikingResformer("dvsg", T=T),
+                           save=lambda m, p, T: save_spikingresformer_checkpoint(m, p), ext=".pth"),
+    "resformer-cifar-small": dict(arch="spikingresformer", T=4, n_events=30000, neg=0.0,
+                                  spec=dict(resize="antialias", sum_channel=True),
+                                  build=lambda T: SpikingResformer("cifar", T=T, num_classes=10, planes=(16, 32, 64),
+                                                                   group_size=16),
+                                  save=lambda m, p, T: save_spikingresformer_checkpoint(m, p), ext=".pth"),
+    "rtformer-small": dict(arch="rtformer", T=4, n_events=30000, neg=0.15, spec={},
+                           build=lambda T: RTFormer(num_classes=11, embed_dims=64, num_heads=4, depths=1, T=T,
+                                                    window=2),
+                           save=lambda m, p, T: save_rtformer_checkpoint(m, p, argparse.Namespace(
+                               time_steps=T, num_heads=4, pooling_stat="0111", window=2)), ext=".pth.tar"),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def case(request, tmp_path_factory):
+    cfg = CONFIGS[request.param]
+    torch.manual_seed(0)
+    T = cfg["T"]
+    model = cfg["build"](T)
+    spec = FrameSpec(T=T, sensor_size=SENSOR, **cfg["spec"])
+    streams = [random_gesture_events(cfg["n_events"], seed, SENSOR) for seed in (1, 2)]
+    calib = torch.as_tensor(np.stack([clip_frames(e, spec, np.float32) for e in streams], axis=1))
+    randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=cfg["neg"])
+    path = tmp_path_factory.mktemp("ckpt") / f"{request.param}{cfg['ext']}"
+    cfg["save"](model, path, T)
+    graph = make_graph(path, cfg["arch"], timesteps=T, sensor=SENSOR)
+    goldens = [(ev, run_golden(model, clip_frames(ev, spec), torch.float64),
+                run_golden(model, clip_frames(ev, spec, np.float32), torch.float32)) for ev in streams]
+    return request.param, graph, goldens
+
+
+def test_float64_parity_spikes_and_logits(case):
+    name, graph, goldens = case
+    for ev, g64, _ in goldens:
+        rates = [float(g64["spikes"][n].mean()) for n in g64["layers"]]
+        assert max(rates) > 0.01, f"{name}: the reference barely fires ({rates})"
+        mism, rel, step_rel, _ = compare_float64(graph, g64, ev)
+        assert all(v == 0 for v in mism.values()), f"{name}: spike mismatches {mism}"
+        assert rel < 1e-9 and step_rel < 1e-9, f"{name}: logits relative error {rel}, per step {step_rel}"
+
+
+def test_float32_teacher_forced_agreement(case):
+    name, graph, goldens = case
+    for ev, _, g32 in goldens:
+        for layer, (agree, far_mism) in teacher_forced_float32(graph, g32, ev).items():
+            assert agree >= 0.999, f"{name}/{layer}: float32 agreement {agree:.5f}"
+            assert far_mism == 0, f"{name}/{layer}: {far_mism} flips where |H - vth| > 1e-4"
+
+
+def test_float32_end_to_end(case):
+    name, graph, goldens = case
+    for ev, _, g32 in goldens:
+        res = Session(graph, "float32").run_clip(ev)
+        assert res.class_index == int(np.argmax(g32["logits"]))
+        np.testing.assert_allclose(res.logits, g32["logits"], atol=1e-3, rtol=1e-3)
+
+
+def test_ac_counters_equal_count_from_reference_spike_maps(case):
+    name, graph, goldens = case
+    ev, g64, _ = goldens[0]
+    sess = Session(graph, "float64")
+    sess.run_clip(ev)
+    measured = {r["name"]: r["acs"] for r in sess.report().rows()}
+    expected = independent_acs(graph, g64, ev, sess)
+    assert len(expected) >= 5, f"too few synaptic ops counted: {sorted(expected)}"
+    for op, n in expected.items():
+        assert measured[op] == n, f"{name}/{op}: evrt counted {measured[op]} ACs, reference spike maps give {n}"
+
+
+def test_rtformer_synaptic_layers_have_no_per_step_multiply(case):
+    name, graph, _ = case
+    if not name.startswith("rtformer"):
+        pytest.skip("RTFormer only")
+    types = {op.type for op in graph.ops}
+    assert "table_lif" in types
+    assert not types & {"scale", "mul", "affine"}, f"unexpected arithmetic op types {types}"
+    tables = [op for op in graph.ops if op.type == "table_lif"]
+    assert all(op.params["theta"].shape[0] == graph.meta["T"] for op in tables)
+    assert any(np.any(op.params["sign"] < 0) for op in tables), "no negative TSBN scale was exercised"
