@@ -184,14 +184,20 @@ class Session:
 
         self.reset()
         spec = FrameSpec.from_dict(self.meta["frame"])
+        # converted (CSDformer) models take their input in the first `input_steps` steps and need
+        # the remaining steps to let it propagate; every other family has input_steps == T
+        n_in = int(self.meta.get("input_steps", self.T))
         if frames is None:
             if spec.resize == "antialias":
                 frames = clip_frames(events, spec, dtype=self.dtype)
                 steps = list(frames)
             else:
-                steps = list(event_bins(events, self.T))
+                steps = list(event_bins(events, n_in))
         else:
             steps = list(frames)
+        if len(steps) == n_in < self.T:
+            empty = steps[0][:0] if steps[0].dtype.names else np.zeros_like(steps[0])
+            steps += [empty] * (self.T - n_in)
         if len(steps) != self.T:
             raise GraphError(f"a clip has {self.T} steps for this model, got {len(steps)}")
         saved, self.reset_every = self.reset_every, None

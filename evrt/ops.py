@@ -521,3 +521,6 @@ def build(op: Op, in_shapes: list[tuple], dtype) -> OpImpl:
 
 
 __all__ = ["OP_TYPES", "EventBatch", "OpImpl", "build"]
+
+# CSDformer-style converted models: IF/DIF neurons and temporally decomposed products.
+from . import ops_temporal  # noqa: E402,F401

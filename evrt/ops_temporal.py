@@ -76,8 +76,7 @@ class TProdQK(OpImpl):
     def run(self, inputs, ctx):
         q, k = inputs
         self.stats.acs = int(KT.tprod_qk(q, k, self.A, self.B, int(self.attr("heads")), self.out))
-        if getattr(ctx, "count_inputs", True):
-            self.stats.in_nonzero = int(np.count_nonzero(q))
+        self.stats.in_nonzero = int(np.count_nonzero(q))
         return self.out
 
 
@@ -104,8 +103,7 @@ class TProdAV(OpImpl):
     def run(self, inputs, ctx):
         a, v = inputs
         self.stats.acs = int(KT.tprod_av(a, v, self.A, self.V, self.out))
-        if getattr(ctx, "count_inputs", True):
-            self.stats.in_nonzero = int(np.count_nonzero(a))
+        self.stats.in_nonzero = int(np.count_nonzero(a))
         return self.out
 
 

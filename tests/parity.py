@@ -140,14 +140,16 @@ def independent_acs(graph, golden, events, sess):
                 kh, kw, _, cout = op.params["w"].shape[-4:]
                 s, p, g = op.attrs.get("stride", 1), op.attrs.get("pad", 0), op.attrs.get("groups", 1)
                 hh, ww = shape[op.name][:2]
-                if isinstance(ins[0], str):   # fed by raw events: each event is one spike
+                if op.attrs.get("in_kind") == "real":   # real-valued input: MACs, not counted here
+                    n = None
+                elif isinstance(ins[0], str):   # fed by raw events: each event is one spike
                     ev = bins[t]
                     src = graph.op(op.inputs[0]).attrs
                     ty = _valid_taps(src["height"], hh, kh, s, p)
                     tx = _valid_taps(src["width"], ww, kw, s, p)
                     b = src.get("bin", 1)
                     n = int(np.sum(ty[ev["y"].astype(int) // b] * tx[ev["x"].astype(int) // b])) * cout
-                elif ins[0] is None or op.attrs.get("in_kind") == "real":
+                elif ins[0] is None:
                     n = None
                 else:
                     x = ins[0]

@@ -129,8 +129,6 @@ def _convert(m, neuron="dif", sensor=None):
 
 def _session(graph, precision="float64"):
     s = Session(graph, precision)
-    if not hasattr(s.ctx, "count_inputs"):
-        s.ctx.count_inputs = True
     return s
 
 

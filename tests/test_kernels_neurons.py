@@ -9,6 +9,7 @@ from evrt.kernels import dense as D
 DT = st.sampled_from([np.float64, np.float32])
 SEED = st.integers(0, 2**32 - 1)
 SHAPES = st.sampled_from([(7,), (3, 5), (4, 3, 6), (2, 3, 4, 5)])
+PARAM_KIND = st.sampled_from(["channel", "element", "scalar"])
 PLIF_K = float(np.float32(1 / (1 + np.exp(-0.5))))   # a k that is not a power of two
 
 
@@ -26,7 +27,7 @@ def inputs(rng, shape, dtype, steps, vth):
 
 def param(rng, shape, kind, dtype, lo=0.3, hi=1.5):
     size = {"channel": shape[-1], "element": int(np.prod(shape)), "scalar": 1}[kind]
-    return (rng.uniform(lo, hi, size) * 4).round() .astype(dtype) / 4   # quarter steps: ties happen
+    return (rng.uniform(lo, hi, size) * 4).round().astype(dtype) / 4   # quarter steps: ties happen
 
 
 def check_same(a, b):
@@ -35,7 +36,7 @@ def check_same(a, b):
 
 
 @settings(max_examples=50, deadline=None)
-@given(shape=SHAPES, dtype=DT, k=st.sampled_from([0.5, PLIF_K]), pk=st.sampled_from(["channel", "element", "scalar"]),
+@given(shape=SHAPES, dtype=DT, k=st.sampled_from([0.5, PLIF_K]), pk=PARAM_KIND,
        record=st.booleans(), forced=st.booleans(), seed=SEED)
 def test_lif_bit_exact(shape, dtype, k, pk, record, forced, seed):
     rng = np.random.default_rng(seed)
@@ -79,7 +80,7 @@ def test_lif_fires_at_threshold_and_order_matters():
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=SHAPES, dtype=DT, pk=st.sampled_from(["channel", "element", "scalar"]), record=st.booleans(),
+@given(shape=SHAPES, dtype=DT, pk=PARAM_KIND, record=st.booleans(),
        forced=st.booleans(), seed=SEED)
 def test_if_bit_exact(shape, dtype, pk, record, forced, seed):
     rng = np.random.default_rng(seed)
@@ -104,7 +105,7 @@ def test_if_soft_reset_keeps_remainder():
 
 
 @settings(max_examples=50, deadline=None)
-@given(shape=SHAPES, dtype=DT, k=st.sampled_from([0.5, PLIF_K]), pk=st.sampled_from(["channel", "element", "scalar"]),
+@given(shape=SHAPES, dtype=DT, k=st.sampled_from([0.5, PLIF_K]), pk=PARAM_KIND,
        record=st.booleans(), forced=st.booleans(), seed=SEED)
 def test_table_bit_exact(shape, dtype, k, pk, record, forced, seed):
     rng = np.random.default_rng(seed)

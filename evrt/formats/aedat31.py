@@ -26,11 +26,7 @@ import numba
 import numpy as np
 
 from ..errors import FormatError
-
-try:  # the shared event type; a local twin keeps this module usable on its own
-    from ..events import EVENT_DTYPE
-except ImportError:  # pragma: no cover - only while evrt/events.py does not exist
-    EVENT_DTYPE = np.dtype([("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "?")])
+from ..events import EVENT_DTYPE
 
 __all__ = [
     "read_aedat31", "write_aedat31", "read_labels_csv", "write_labels_csv", "cut_samples",

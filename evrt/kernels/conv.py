@@ -12,11 +12,12 @@ from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
 # Fraction of non-zero inputs above which the dense path is taken, per layer kind. Break-even densities
-# measured by tools/bench_kernels.py (float32, 1 thread, 2-core x86 box): full 3x3 convs 16-17 %,
-# 1x1 convs ~20 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %. Depthwise: none; the dense
-# loop does 9 vectorised MACs per input for the price of the event path's scan of the map, so a
-# depthwise conv fed a dense map goes dense whenever any input is non-zero.
+# measured by tools/bench_kernels.py (float32, 1 thread, shared 2-core x86 box, ±30 % noise): full 3x3
+# convs 15-19 %, 1x1 convs 20-24 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %.
+# Depthwise: none. The dense loop does 9 vectorised MACs per input for the price of the event path's
+# scan of the map, so a depthwise conv fed a dense map goes dense whenever any input is non-zero.
 DENSE_ABOVE_CONV = 0.15
+DENSE_ABOVE_1X1 = 0.2
 DENSE_ABOVE_GROUPED = 0.4
 DENSE_ABOVE_DW = 0.0
 DENSE_ABOVE = DENSE_ABOVE_CONV      # kept for callers that want one number
@@ -25,7 +26,7 @@ DENSE_ABOVE = DENSE_ABOVE_CONV      # kept for callers that want one number
 def default_dense_above(kh, kw, cig, cpg, groups):
     """The measured break-even for this layer kind (see the constants above)."""
     if groups == 1:
-        return DENSE_ABOVE_CONV
+        return DENSE_ABOVE_1X1 if kh == kw == 1 else DENSE_ABOVE_CONV
     if cig == 1 and cpg == 1:
         return DENSE_ABOVE_DW
     return DENSE_ABOVE_GROUPED

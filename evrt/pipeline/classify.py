@@ -198,7 +198,11 @@ class ClassifyWorker:
         while pending:  # already received: process it rather than lose it
             self.handle(pending.popleft())
         self.flush()
-        return m.summary()
+        summary = m.summary()
+        dropped = getattr(self.clf.session, "dropped_events", None)
+        if dropped is not None:  # events outside the model's sensor, ignored by the Session
+            summary["events_outside_sensor"] = int(dropped)
+        return summary
 
 
 def prediction_printer(log_json: bool, stream=None):

@@ -13,7 +13,6 @@ bit elsewhere, which can move a threshold crossing).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +41,8 @@ class SynthConfig:
 
 
 def make_recording(seed: int, user: int, session: int, cfg: SynthConfig):
-    """Events (EVENT_DTYPE, sorted by t) and labels (LABEL_DTYPE, class 1..11) of one recording."""
+    """``(events, labels, lighting)`` of one recording: EVENT_DTYPE sorted by t, LABEL_DTYPE with
+    class 1..11, and the lighting name used in the file name."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, session]))
     urng = np.random.default_rng(np.random.SeedSequence([seed, user]))  # the subject is per user
     subj = kin.Subject.random(urng)

@@ -1,0 +1,389 @@
+#!/usr/bin/env python
+"""Train a small spiking transformer of one family on DVS128-Gesture-like data (original DvsGesture layout).
+
+    python tools/train.py --family sdt --root DIR --out DIR [--test-root DIR] [--epochs N] [--seed S]
+                          [--device cpu|cuda] [--embed 64 --heads 4 --depth 1 --T 16 ...]
+
+    # make a larger synthetic training set first, with the shipped set's generator settings, in parallel:
+    python tools/train.py --generate 100 --gen-seed 7 --root data/synth100 --workers 16
+
+Framing is the family's reference framing, the same `FrameSpec` the converted evrt graph uses
+(`evrt.framing.clip_frames`): Spikformer / SDT / RTFormer 2×128×128 counts, T frames split by event number;
+SpikingResformer antialiased 128→64 resize + sum channel (3×64×64); CSDformer one count frame (T = 1)
+binned to its 32×32 grid. Labels are gesture ids 0..10 (recording order, `evrt.datasets.dvsgesture`
+class names). Loss: cross-entropy on the clip-mean logits; AdamW, linear warm-up then cosine decay;
+membranes (spikingjelly state, TSBN step counters) reset after every batch; augmentation = a random
+translation of each clip's frames (= shifting its events; no flips: they would swap left/right classes).
+The final epoch is saved (no selection on the test split), in the family's public checkpoint container,
+with args from which `evrt convert` infers T, heads and framing; `<out>/train_log.json` holds the history.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAMILIES = ("spikformer", "sdt", "spikingresformer", "rtformer", "csdformer")
+# shipped set: tools/make_synth_gestures.py --users 6 --test-users 2 --seed 2026 --duration 1.5 --gap 0.3 --theta 0.4
+SHIPPED_SYNTH = dict(duration=1.5, gap=0.3, theta=0.4)
+
+CKPT_NAME = {"spikformer": "checkpoint.pth", "sdt": "model_best.pth.tar", "rtformer": "model_best.pth.tar",
+             "spikingresformer": "checkpoint_max_acc1.pth", "csdformer": "checkpoint.pth"}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _gen_one(job):
+    from evrt.formats.aedat31 import write_aedat31, write_labels_csv
+    from evrt.synth import SynthConfig, make_recording
+    out, u, s, seed, cfg = job
+    cfg = SynthConfig(**cfg)
+    ev, labels, lighting = make_recording(seed, u, s, cfg)
+    name = f"user{u:02d}_{lighting}"
+    write_aedat31(Path(out) / f"{name}.aedat", ev, header_lines=[f"Synthetic evrt.synth seed={seed}"])
+    write_labels_csv(Path(out) / f"{name}_labels.csv", labels)
+    counts = [int(np.count_nonzero((ev["t"] >= a) & (ev["t"] < b))) for a, b in zip(labels["start"], labels["end"])]
+    return u, s, name, dict(name=name, events=len(ev), sample_events=counts,
+                            sample_s=((labels["end"] - labels["start"]) * 1e-6).tolist(),
+                            on_fraction=float(ev["on"].mean()))
+
+
+def generate(out, users: int, seed: int, test_users: int, sessions: int = 1, workers: int = 1) -> dict:
+    """Same files as `evrt.synth.write_dataset` (same recordings for the same arguments), made in parallel."""
+    from dataclasses import asdict
+    from multiprocessing import Pool
+    from evrt.synth import SynthConfig
+    cfg = SynthConfig(sessions=sessions, test_users=test_users, **SHIPPED_SYNTH)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(out), u, s, seed, asdict(cfg)) for u in range(1, users + 1) for s in range(sessions)]
+    t0 = time.time()
+    if workers > 1:
+        with Pool(workers) as p:
+            res = p.map(_gen_one, jobs, chunksize=1)
+    else:
+        res = [_gen_one(j) for j in jobs]
+    res.sort(key=lambda r: (r[0], r[1]))
+    train = [r[2] + ".aedat" for r in res if r[0] <= users - test_users]
+    test = [r[2] + ".aedat" for r in res if r[0] > users - test_users]
+    for split, names in (("train", train), ("test", test)):
+        with open(out / f"trials_to_{split}.txt", "w", newline="") as f:
+            f.write("".join(n + "\r\n" for n in names))
+    stats = dict(config=asdict(cfg), seed=seed, users=users, test_users=test_users, recordings=[r[3] for r in res])
+    counts = np.concatenate([r["sample_events"] for r in stats["recordings"]])
+    stats["summary"] = dict(recordings=len(res), samples=int(len(counts)), events=int(sum(r["events"] for r in stats["recordings"])),
+                            sample_events_median=int(np.median(counts)), seconds=round(time.time() - t0, 1))
+    with open(out / "synth_stats.json", "w") as f:
+        json.dump(stats, f, indent=1, sort_keys=True)
+    print(f"generated {len(res)} recordings, {len(counts)} samples in {time.time() - t0:.1f}s -> {out}", flush=True)
+    return stats
+
+
+def frame_spec(family: str, T: int):
+    from evrt.framing import FrameSpec
+    if family == "spikingresformer":
+        return FrameSpec(T, (128, 128), resize="antialias", sum_channel=True)
+    if family == "csdformer":
+        return FrameSpec(1, (128, 128))
+    return FrameSpec(T, (128, 128))
+
+
+def _frames_one(job):
+    ev, spec = job
+    from evrt.framing import clip_frames
+    return clip_frames(ev, spec, dtype=np.float32).astype(np.float16)
+
+
+def load_split(root, split: str, spec, limit: int | None = None, workers: int = 1):
+    """(frames float16 [N, T, C, H, W], labels int64 [N] = gesture id, names, events per sample)."""
+    from evrt.datasets import DVSGesture
+    ds = DVSGesture(root, split=split)
+    samples = [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
+    jobs = [(s.events, spec) for s in samples]
+    if workers > 1 and len(jobs) > 64:
+        from multiprocessing import Pool
+        with Pool(workers) as p:
+            frames = p.map(_frames_one, jobs, chunksize=16)
+    else:
+        frames = [_frames_one(j) for j in jobs]
+    return (np.stack(frames), np.array([s.gesture_id for s in samples], np.int64), [s.name for s in samples],
+            np.array([len(s.events) for s in samples]))
+
+
+# ---------------------------------------------------------------------------------------------- models
+def default_hparams(family: str) -> dict:
+    base = dict(embed=64, heads=4, depth=1, mlp_ratio=4.0, T=16, pooling_stat="1111", window=4,
+                lr=2e-3, weight_decay=0.02, batch_size=32, shift=8)
+    if family == "spikingresformer":
+        base.update(planes="32,64,128", res_heads="1,2,4", patches="4,2,1", blocks="1,1,1", group=32, T=8,
+                    shift=4, lr=2e-3)
+    if family == "csdformer":
+        base.update(embed=64, heads=2, depth=1, mlp_ratio=2.0, L=4, in_scale=0.1, img_size=32, T=1,
+                    lr=3e-3, weight_decay=1e-4, batch_size=64)
+    return base
+
+
+def build(family: str, hp: dict):
+    import importlib
+    ints = lambda s: tuple(int(v) for v in str(s).split(","))  # noqa: E731
+    if family == "csdformer":
+        R = importlib.import_module("tools.reference.csdformer")
+        return R.build_model(img_size=hp["img_size"], embed_dim=hp["embed"], num_heads=hp["heads"], depth=hp["depth"],
+                             mlp_ratio=hp["mlp_ratio"], L=hp["L"], num_classes=11, in_scale=hp["in_scale"])
+    from tools.reference import RTFormer, SDT, Spikformer, SpikingResformer
+    if family == "spikformer":
+        return Spikformer(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratios=hp["mlp_ratio"],
+                          depths=hp["depth"], in_channels=2, T=hp["T"])
+    if family == "sdt":
+        return SDT(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
+                   depths=hp["depth"], in_channels=2, T=hp["T"], pooling_stat=hp["pooling_stat"])
+    if family == "rtformer":
+        return RTFormer(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
+                        depths=hp["depth"], in_channels=2, T=hp["T"], pooling_stat=hp["pooling_stat"],
+                        window=hp["window"])
+    if family == "spikingresformer":
+        return SpikingResformer("dvsg", num_classes=11, T=hp["T"], img_size=64, in_channels=3,
+                                planes=ints(hp["planes"]), num_heads=ints(hp["res_heads"]),
+                                patch_sizes=ints(hp["patches"]), blocks=ints(hp["blocks"]),
+                                group_size=int(hp["group"]), neuron="plif")
+    raise ValueError(family)
+
+
+def forward(family: str, model, xb):
+    """xb [B, T, C, H, W] float32 -> clip logits [B, K]."""
+    if family == "csdformer":
+        from tools.reference.csdformer import model_input
+        return model(model_input(xb, model.cfg["img_size"]))
+    return model(xb.transpose(0, 1).contiguous())
+
+
+def reset(model):
+    from tools.reference.neurons import reset_states
+    reset_states(model)
+
+
+def random_shift(xb, max_px: int, gen):
+    """Translate each clip by its own (dy, dx) in [-max_px, max_px], zero fill (= shifting its events)."""
+    import torch
+    if max_px <= 0:
+        return xb
+    B, H, W = xb.shape[0], xb.shape[-2], xb.shape[-1]
+    d = torch.randint(-max_px, max_px + 1, (B, 2), generator=gen).tolist()
+    out = torch.zeros_like(xb)
+    for i, (dy, dx) in enumerate(d):
+        out[i, ..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+            xb[i, ..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+    return out
+
+
+def evaluate(family, model, x, y, dev, batch_size=64):
+    import torch
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(dev).float()
+            preds.append(forward(family, model, xb).argmax(1).cpu())
+            reset(model)
+    p = torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+    return float((p == y).mean()) if len(y) else float("nan"), p
+
+
+def checkpoint_args(family, hp, a, extra) -> argparse.Namespace:
+    ns = dict(model=family, T=hp["T"], num_heads=hp["heads"], embed_dims=hp["embed"], depths=hp["depth"],
+              mlp_ratio=hp["mlp_ratio"], num_classes=11, seed=a.seed, epochs=extra["epochs"], lr=hp["lr"],
+              weight_decay=hp["weight_decay"], batch_size=hp["batch_size"], data=str(a.root),
+              label_order="gesture", framing=frame_spec(family, hp["T"]).to_dict(), shift_aug=hp["shift"])
+    if family in ("sdt", "rtformer"):
+        ns["pooling_stat"] = hp["pooling_stat"]
+    if family == "rtformer":
+        ns["window"] = hp["window"]
+    if family == "spikingresformer":
+        ns.update(img_size=64, input_size=64, planes=hp["planes"], res_heads=hp["res_heads"], patches=hp["patches"],
+                  blocks=hp["blocks"], group_size=hp["group"])
+    if family == "csdformer":
+        ns.update(L=hp["L"], in_scale=hp["in_scale"], img_size=hp["img_size"], T=1)
+    return argparse.Namespace(**ns)
+
+
+def save(family, model, path, args, epoch, metric):
+    import torch
+    from tools.reference import checkpoints as C
+    if family == "spikformer":
+        C.save_spikformer_checkpoint(model, path, args, epoch=epoch, max_test_acc1=metric)
+    elif family == "sdt":
+        C.save_sdt_checkpoint(model, path, args, epoch=epoch, metric=metric)
+    elif family == "rtformer":
+        C.save_rtformer_checkpoint(model, path, args, epoch=epoch, metric=metric)
+    elif family == "spikingresformer":
+        ck = C.save_spikingresformer_checkpoint(model, path, epoch=epoch, max_acc1=metric)
+        ck["args"] = args          # main.py's container plus the args (T, input size) for evrt convert
+        torch.save(ck, path)
+    elif family == "csdformer":
+        from tools.reference.csdformer import save_checkpoint
+        save_checkpoint(model, path, args)
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", choices=FAMILIES)
+    ap.add_argument("--root", type=Path, required=True, help="training data (original DvsGesture layout)")
+    ap.add_argument("--test-root", type=Path, default=None,
+                    help="data whose test split is reported each epoch (default: --root)")
+    ap.add_argument("--train-splits", default="train", help="splits of --root to train on, e.g. train,test")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="time budget: after epoch 1 the epoch count (and cosine schedule) shrinks to fit")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split (smoke test)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--generate", type=int, default=None, metavar="USERS",
+                    help="first generate a synthetic set with USERS users into --root (shipped-set settings)")
+    ap.add_argument("--gen-seed", type=int, default=7)
+    ap.add_argument("--gen-test-users", type=int, default=4)
+    for k in ("embed", "heads", "depth", "T", "window", "group", "L", "img_size", "batch_size", "shift"):
+        ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, default=None)
+    for k in ("mlp_ratio", "lr", "weight_decay", "in_scale"):
+        ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=float, default=None)
+    for k in ("pooling_stat", "planes", "res_heads", "patches", "blocks"):
+        ap.add_argument(f"--{k.replace('_', '-')}", dest=k, default=None)
+    a = ap.parse_args(argv)
+
+    if a.generate:
+        if not (a.root / "trials_to_train.txt").exists():
+            generate(a.root, a.generate, a.gen_seed, a.gen_test_users, workers=a.workers)
+        if not a.family:
+            return 0
+    if not a.family or not a.out:
+        ap.error("--family and --out are required for training")
+
+    import torch
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    dev = torch.device(a.device if (a.device != "cuda" or torch.cuda.is_available()) else "cpu")
+    fam = a.family
+    hp = default_hparams(fam)
+    for k in list(hp) + ["L", "img_size", "in_scale"]:
+        v = getattr(a, k, None)
+        if v is not None:
+            hp[k] = v
+    if fam == "csdformer":
+        hp["T"] = 1
+    spec = frame_spec(fam, hp["T"])
+    a.out.mkdir(parents=True, exist_ok=True)
+    log_path = a.out / "train_log.json"
+    t0 = time.time()
+    xs, ys = [], []
+    for split in a.train_splits.split(","):
+        x, y, _, _ = load_split(a.root, split, spec, a.limit, a.workers)
+        xs.append(x)
+        ys.append(y)
+    x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
+    x_te, y_te, te_names, _ = load_split(a.test_root or a.root, "test", spec, a.limit, a.workers)
+    print(f"[{fam}] data: train {x_tr.shape} test {x_te.shape} frames {spec.to_dict()} "
+          f"({time.time() - t0:.1f}s)  hparams {hp}", flush=True)
+    X = torch.from_numpy(x_tr).to(dev)
+    Y = torch.from_numpy(y_tr).to(dev)
+    Xte = torch.from_numpy(x_te)
+
+    model = build(fam, hp).to(dev)
+    params = sum(p.numel() for p in model.parameters())
+    if fam == "csdformer":
+        from tools.reference.csdformer import calibrate
+        with torch.no_grad():
+            calibrate(model, forward_input_csd(model, X[:64].float()))
+    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    bs = hp["batch_size"]
+    steps_per_epoch = max(1, math.ceil(len(X) / bs))
+    plan = {"epochs": a.epochs}
+    warm = min(steps_per_epoch, 100)
+
+    def lr_at(step):
+        total = plan["epochs"] * steps_per_epoch
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    gen = torch.Generator().manual_seed(a.seed)
+    history = []
+    step = 0
+    t_train = time.time()
+    epoch = 0
+    while epoch < plan["epochs"]:
+        model.train()
+        perm = torch.randperm(len(X), generator=gen).to(dev)
+        tot_loss, tot_ok, n = 0.0, 0, 0
+        te0 = time.time()
+        for i in range(0, len(X), bs):
+            idx = perm[i:i + bs]
+            xb = random_shift(X[idx].float(), hp["shift"], gen)
+            logits = forward(fam, model, xb)
+            loss = torch.nn.functional.cross_entropy(logits, Y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            reset(model)
+            if fam == "csdformer":
+                with torch.no_grad():
+                    for m in model.quantisers().values():
+                        m.theta.clamp_(min=1e-3)
+            tot_loss += float(loss) * len(idx)
+            tot_ok += int((logits.argmax(1) == Y[idx]).sum())
+            n += len(idx)
+        epoch += 1
+        ep_s = time.time() - te0
+        if epoch == 1 and a.max_minutes:
+            fit = max(1, int(a.max_minutes * 60 / max(ep_s, 1e-3)))
+            if fit < plan["epochs"]:
+                print(f"[{fam}] time budget {a.max_minutes} min: {ep_s:.1f}s/epoch -> {fit} epochs instead of "
+                      f"{plan['epochs']}", flush=True)
+                plan["epochs"] = fit
+        do_eval = epoch % max(1, plan["epochs"] // 10) == 0 or epoch == plan["epochs"]
+        te_acc = evaluate(fam, model, Xte, y_te, dev)[0] if do_eval else None
+        row = dict(epoch=epoch, loss=tot_loss / n, train_acc=tot_ok / n, test_acc=te_acc, lr=sched.get_last_lr()[0],
+                   epoch_s=round(ep_s, 2))
+        history.append(row)
+        print(f"[{fam}] epoch {epoch}/{plan['epochs']} loss {row['loss']:.4f} train {row['train_acc']:.3f} "
+              + (f"test {te_acc:.3f} " if te_acc is not None else "") + f"({ep_s:.1f}s, {time.time() - t0:.0f}s total)",
+              flush=True)
+    train_s = time.time() - t_train
+    te_acc, te_pred = evaluate(fam, model, Xte, y_te, dev)
+    model = model.cpu().float().eval()
+    reset(model)
+    ckpt_path = a.out / CKPT_NAME[fam]
+    args = checkpoint_args(fam, hp, a, plan)
+    save(fam, model, ckpt_path, args, epoch, te_acc)
+    log = dict(family=fam, hparams=hp, params=params, checkpoint=ckpt_path.name, framing=spec.to_dict(),
+               train_samples=int(len(X)), train_root=str(a.root), train_splits=a.train_splits,
+               test_root=str(a.test_root or a.root), test_acc_device=te_acc, test_pred_device=te_pred.tolist(),
+               test_names=te_names, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
+               device=str(dev), torch=torch.__version__, history=history,
+               command="python tools/train.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    log_path.write_text(json.dumps(log, indent=1))
+    print(f"[{fam}] done: test {te_acc:.3f}, {params} params, {train_s:.0f}s training -> {ckpt_path}", flush=True)
+    return 0
+
+
+def forward_input_csd(model, xb):
+    from tools.reference.csdformer import model_input
+    return model_input(xb, model.cfg["img_size"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
