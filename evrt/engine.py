@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from time import perf_counter
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class _Totals:
 
 class Session:
     def __init__(self, graph: Graph | str, precision: str = "float32", mode: str = "clip",
-                 reset_every: int | None | str = "T"):
+                 reset_every: int | None | str = "T", profile: bool = False):
         if not isinstance(graph, Graph):
             graph = Graph.load(graph)
         if precision not in PRECISIONS:
@@ -94,6 +95,8 @@ class Session:
             shapes[op.name] = impl.out_shape
             self.impls.append(impl)
         self.ctx = _Context()
+        self.profile = profile        # accumulate wall time per op into self.op_seconds (off: no cost)
+        self.op_seconds = {impl.name: 0.0 for impl in self.impls}
         self._window: deque = deque(maxlen=self.T)
         self._sum = None
         self.t = 0
@@ -148,7 +151,12 @@ class Session:
         for impl in self.impls:
             st = impl.stats
             st.acs = st.macs = st.spikes = st.in_nonzero = 0
-            values[impl.name] = impl.run([values[s] for s in impl.op.inputs], ctx)
+            if self.profile:
+                t0 = perf_counter()
+                values[impl.name] = impl.run([values[s] for s in impl.op.inputs], ctx)
+                self.op_seconds[impl.name] += perf_counter() - t0
+            else:
+                values[impl.name] = impl.run([values[s] for s in impl.op.inputs], ctx)
             layers[impl.name].add(st)
             acs += st.acs
             macs += st.macs

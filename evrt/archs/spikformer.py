@@ -62,8 +62,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     x = g.add("patch_embed.out", "add", [src, r])
     n = h * wd
     x = g.add("patch_embed.tokens", "reshape", [x], shape=[n, D])
-    w.get("pos_embed")  # present in every checkpoint, never used by the forward pass (spec §9.6)
-    w.used.discard("pos_embed")
     hidden = hp["mlp_hidden"]
     for i in range(depth):
         p = f"block.{i}"

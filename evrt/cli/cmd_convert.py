@@ -17,6 +17,8 @@ def register(sub):
     p.add_argument("--classes", help="class names in output order: a text file (one per line) or a JSON list")
     p.add_argument("--sensor", default="128x128", help="input width x height (default 128x128)")
     p.add_argument("--heads", type=int, help="attention heads, when the checkpoint's args do not say")
+    p.add_argument("--input-size", type=int, help="SpikingResformer: model input size after the resize (default 64)")
+    p.add_argument("--neuron", choices=["dif", "if"], help="CSDformer: delayed IF (exact, default) or plain IF")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
@@ -47,7 +49,8 @@ def run(args) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     classes = read_class_file(args.classes) if args.classes else None
     graph = convert(ckpt, args.arch, timesteps=args.timesteps, classes=classes,
-                    sensor=parse_sensor(args.sensor), num_heads=args.heads)
+                    sensor=parse_sensor(args.sensor), num_heads=args.heads, input_size=args.input_size,
+                    neuron=args.neuron)
     graph.save(args.output)
     meta = graph.meta
     summary = {"output": args.output, "arch": args.arch, "T": meta["T"], "params": graph.num_params,

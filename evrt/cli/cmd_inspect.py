@@ -13,8 +13,9 @@ def register(sub):
 
 def run(args) -> int:
     from ..engine import Session
+    from ..zoo import resolve_model
 
-    sess = Session(args.model, precision="float32")
+    sess = Session(resolve_model(args.model), precision="float32")
     g, meta = sess.graph, sess.meta
     layers = [{"name": i.name, "type": i.op.type, "inputs": i.op.inputs, "shape": list(i.out_shape),
                "params": {k: list(v.shape) for k, v in i.op.params.items()},

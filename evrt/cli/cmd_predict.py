@@ -18,8 +18,9 @@ def register(sub):
 def run(args) -> int:
     from ..engine import Session
     from ..formats import read_recording
+    from ..zoo import resolve_model
 
-    sess = Session(args.model, precision=args.precision)
+    sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
     res = sess.run_clip(rec.events)
     probs = np.exp(res.logits - res.logits.max())

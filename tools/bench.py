@@ -1,0 +1,429 @@
+"""Benchmarks: evrt (float32 fast mode) against the dense PyTorch reference, side by side, in one run.
+
+For every zoo model present (models/<name>/model.evrt) and for realistic random checkpoints of the full
+reference DVS configurations (Spikformer-DVS 2-256 T16, SDT gesture 2-256 T16, SpikingResformer-dvsg T16
+3x64x64), on the same event streams (the shipped synthetic DVS Gesture recordings and
+tests/parity.py:random_gesture_events), at the same thread count, it measures:
+
+- time per sample (one T-step clip), x real time on the recordings, per-step latency p50/p99 when
+  streaming (Session.step on stream windows / the reference fed one step at a time with state kept),
+  peak RSS (each side in its own subprocess), JIT warm-up and model load time (reported separately);
+- ACs/MACs per sample measured by evrt, the dense MACs of the same model, the paper-style estimate
+  (input firing rate x dense ops) and the 45 nm energy of each (0.9 pJ/AC, 4.6 pJ/MAC);
+- cost against input event rate (1 k -> 1 M events/s, fixed clip duration): CSV + PNG.
+
+It writes docs/BENCHMARKS.md (tables, plot, machine, command), docs/bench/*.csv and docs/bench/*.png.
+
+    python tools/bench.py [--threads 1 2] [--quick] [--out docs/BENCHMARKS.md] [--profile]
+
+Random checkpoints and folded graphs are cached under out/bench/ (rebuilt with --rebuild).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "out" / "bench"
+DATA = ROOT / "examples" / "data" / "dvsgesture_synth"
+RATES = [1_000, 4_000, 16_000, 63_000, 250_000, 1_000_000]   # events/s, 6 points
+CLIP_US = 1_000_000          # clip duration of the rate sweep
+SENSOR = (128, 128)
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+# The full reference DVS configurations (spec §3-§5) with realistic random weights (tests/parity.py's recipe).
+REF_MODELS = {
+    "spikformer-dvs": dict(title="Spikformer-DVS 2-256, T=16, 128x128", arch="spikformer", ext=".pth",
+                           convert=dict(sensor=SENSOR), spec=dict(), neg=0.0),
+    "sdt-gesture": dict(title="SDT gesture 2-256, T=16, 128x128", arch="sdt", ext=".pth.tar",
+                        convert=dict(sensor=SENSOR), spec=dict(), neg=0.0),
+    "resformer-dvsg": dict(title="SpikingResformer-dvsg, T=16, 3x64x64", arch="spikingresformer", ext=".pth",
+                           convert=dict(sensor=SENSOR, timesteps=16, input_size=64),
+                           spec=dict(resize="antialias", sum_channel=True), neg=0.1),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--quick", action="store_true", help="fewer samples/repeats (a few minutes)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--models", nargs="*", default=None, help="subset of model names")
+    ap.add_argument("--profile", action="store_true", help="per-op time of each model (evrt, 1 thread)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the cached random checkpoints")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)   # JSON job: run one side in this process
+    return ap.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------------- models
+
+def _builders(name):
+    import argparse as ap_
+    from tools.reference.checkpoints import (save_sdt_checkpoint, save_spikformer_checkpoint,
+                                             save_spikingresformer_checkpoint)
+    from tools.reference.sdt import SDT
+    from tools.reference.spikformer import Spikformer
+    from tools.reference.spikingresformer import SpikingResformer
+    if name == "spikformer-dvs":
+        return (lambda: Spikformer(T=16),
+                lambda m, p: save_spikformer_checkpoint(m, p, ap_.Namespace(T=16, num_heads=16)))
+    if name == "sdt-gesture":
+        return (lambda: SDT(T=16),
+                lambda m, p: save_sdt_checkpoint(m, p, ap_.Namespace(time_steps=16, num_heads=8,
+                                                                     pooling_stat="0111")))
+    if name == "resformer-dvsg":
+        return (lambda: SpikingResformer("dvsg", T=16, img_size=64),
+                lambda m, p: save_spikingresformer_checkpoint(m, p))
+    raise KeyError(name)
+
+
+def calib_samples(n=2):
+    """Calibration clips: training-split samples of the synthetic recordings (the bench uses the test split)."""
+    from evrt.datasets.dvsgesture import DVSGesture
+    ds = DVSGesture(DATA, "train")
+    return [ds[i].events for i in range(0, len(ds), max(1, len(ds) // n))][:n]
+
+
+def prepare_reference(name, rebuild=False):
+    """Random checkpoint of the full configuration, calibrated to fire (spec §10 statistics), and its
+    folded graph; cached under out/bench/."""
+    cfg = REF_MODELS[name]
+    ckpt = CACHE / f"{name}{cfg['ext']}"
+    gpath = CACHE / f"{name}.evrt"
+    if ckpt.exists() and gpath.exists() and not rebuild:
+        return ckpt, gpath
+    import numpy as np
+    import torch
+    from evrt.archs import convert
+    from evrt.checkpoint import load_checkpoint
+    from evrt.framing import FrameSpec, clip_frames
+    from tools.reference.checkpoints import randomize_for_firing
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    build, save = _builders(name)
+    model = build()
+    spec = FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"])
+    calib = torch.as_tensor(np.stack([clip_frames(ev, spec, np.float32) for ev in calib_samples()], axis=1))
+    randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=cfg["neg"])
+    save(model, ckpt)
+    graph = convert(load_checkpoint(ckpt), cfg["arch"], **cfg["convert"])
+    graph.save(gpath)
+    return ckpt, gpath
+
+
+def zoo_models():
+    out = {}
+    for d in sorted((ROOT / "models").glob("*/")):
+        g = d / "model.evrt"
+        if g.is_file():
+            card = {}
+            if (d / "card.json").is_file():
+                try:
+                    card = json.loads((d / "card.json").read_text())
+                except ValueError:
+                    pass
+            out[f"zoo:{d.name}"] = dict(graph=str(g), card=card, title=card.get("title") or card.get("name") or d.name)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ streams
+
+def bench_samples(n):
+    """The test-split samples of the synthetic recordings (labelled gestures), and one whole recording."""
+    from evrt.datasets.dvsgesture import DVSGesture
+    ds = DVSGesture(DATA, "test")
+    idx = list(range(0, len(ds), max(1, len(ds) // n)))[:n]
+    return [ds[i].events for i in idx]
+
+
+def recording(seconds):
+    """The first `seconds` of one test recording (as a live stream would deliver it)."""
+    from evrt.formats.aedat31 import read_aedat31
+    name = (DATA / "trials_to_test.txt").read_text().split()[0]
+    ev = read_aedat31(DATA / name)
+    t0 = int(ev["t"][0])
+    return ev[ev["t"] < t0 + int(seconds * 1e6)]
+
+
+def sweep_events(rate, seed=7):
+    from tests.parity import random_gesture_events
+    n = max(16, int(rate * CLIP_US / 1e6))
+    return random_gesture_events(n, seed, SENSOR, duration_us=CLIP_US)
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])) if n else None
+
+
+def _pct(xs, p):
+    import numpy as np
+    return float(np.percentile(np.asarray(xs), p)) if len(xs) else None
+
+
+def _maxrss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(job):
+    """One side (evrt or torch) of one model at one thread count, in a fresh process. Prints JSON."""
+    threads = int(job["threads"])
+    import numpy as np
+    res = dict(side=job["side"], model=job["model"], threads=threads, rss_start_mb=None)
+    samples = bench_samples(job["n_samples"])
+    rec = recording(job["stream_s"])
+    sweep = {r: sweep_events(r) for r in job["rates"]}
+    if job["side"] == "evrt":
+        import numba
+        numba.set_num_threads(threads)
+        res["rss_start_mb"] = _maxrss_mb()
+        run_evrt(job, res, samples, rec, sweep)
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        res["rss_start_mb"] = _maxrss_mb()
+        run_torch(job, res, samples, rec, sweep)
+    res["peak_rss_mb"] = _maxrss_mb()
+    res["sample_events"] = [int(len(s)) for s in samples]
+    res["sample_duration_s"] = [float((int(s["t"][-1]) - int(s["t"][0])) / 1e6) for s in samples]
+    print("@@RESULT@@" + json.dumps(res))
+
+
+def _time_samples(fn, samples, reps):
+    """Median over repeats of each sample's time; returns per-sample medians."""
+    out = []
+    for s in samples:
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn(s)
+            ts.append(time.perf_counter() - t0)
+        out.append(_median(ts))
+    return out
+
+
+def run_evrt(job, res, samples, rec, sweep):
+    import numpy as np
+    from evrt.engine import Session
+    from evrt.framing import StreamFramer
+    from evrt.graph import Graph
+    t0 = time.perf_counter()
+    graph = Graph.load(job["graph"])
+    sess = Session(graph, "float32")
+    res["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sess.run_clip(samples[0])                     # JIT: compile or load every kernel from the numba cache
+    res["warmup_s"] = time.perf_counter() - t0
+    res["T"] = sess.T
+    # counters over one pass (per sample averages)
+    sess.reset_counters()
+    for s in samples:
+        sess.run_clip(s)
+    tot = sess.report().totals()
+    n = len(samples)
+    res["counts"] = dict(acs=tot["acs"] / n, macs=tot["macs"] / n, dense_macs=tot["dense_macs"] / n,
+                         energy_uj=tot["energy_pj"] / n / 1e6, dense_energy_uj=tot["dense_energy_pj"] / n / 1e6,
+                         paper_uj=tot["paper_estimate_pj"] / n / 1e6, firing_rate=tot["firing_rate"])
+    res["layers"] = [dict(name=r["name"], type=r["type"], rate=r["firing_rate"], input_rate=r["input_rate"],
+                          acs=r["acs"] / n, macs=r["macs"] / n, dense=r["dense_ops"] / n)
+                     for r in sess.report().rows()]
+    res["per_sample_s"] = _time_samples(sess.run_clip, samples, job["reps"])
+    # per-op profile (Session(profile=True)) over the samples
+    if job.get("profile"):
+        ps = Session(graph, "float32", profile=True)
+        for s in samples:
+            ps.run_clip(s)
+        res["profile"] = [(k, v / n) for k, v in sorted(ps.op_seconds.items(), key=lambda kv: -kv[1])]
+    # streaming: continuous mode on the recording, the model card's stream framing
+    stream = dict(graph.meta.get("stream") or {})
+    if not stream:
+        stream = {"window_us": 1_500_000 // max(1, sess.T)}
+    framer = StreamFramer(**{k: int(v) for k, v in stream.items() if k in ("count", "window_us")})
+    wins = framer.push(rec) + framer.flush()
+    ss = Session(graph, "float32", mode="continuous")
+    lat = []
+    t_all = time.perf_counter()
+    for w in wins:
+        t0 = time.perf_counter()
+        ss.step(w)
+        lat.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - t_all
+    dur = (int(rec["t"][-1]) - int(rec["t"][0])) / 1e6
+    res["stream"] = dict(framing=stream, steps=len(wins), duration_s=dur, wall_s=wall,
+                         p50_ms=_pct(lat, 50) * 1e3, p99_ms=_pct(lat, 99) * 1e3, x_realtime=dur / wall)
+    # event-rate sweep
+    res["sweep"] = {}
+    for r, ev in sweep.items():
+        sess.reset_counters()
+        t = _median(_time_samples(sess.run_clip, [ev], job["sweep_reps"]))
+        tot = sess.report().totals()
+        k = max(1, job["sweep_reps"])
+        res["sweep"][str(r)] = dict(s=t, acs=tot["acs"] / k, macs=tot["macs"] / k, firing_rate=tot["firing_rate"])
+
+
+def run_torch(job, res, samples, rec, sweep):
+    import numpy as np
+    import torch
+    from evrt.framing import FrameSpec, clip_frames
+    from tools.reference.checkpoints import load_state_dict
+    from tools.reference.neurons import reset_states
+    cfg = REF_MODELS[job["model"]]
+    spec = FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"])
+    t0 = time.perf_counter()
+    build, _ = _builders(job["model"])
+    model = build()
+    sd, _ = load_state_dict(job["ckpt"])
+    model.load_state_dict(sd)
+    model = model.float().eval()
+    res["load_s"] = time.perf_counter() - t0
+    res["T"] = 16
+
+    @torch.no_grad()
+    def clip(ev):
+        x = torch.as_tensor(clip_frames(ev, spec, np.float32)).unsqueeze(1)
+        reset_states(model)
+        return model(x)
+
+    t0 = time.perf_counter()
+    clip(samples[0])
+    res["warmup_s"] = time.perf_counter() - t0
+    res["per_sample_s"] = _time_samples(clip, samples, job["reps"])
+    # streaming: the reference fed one step at a time (state kept between calls), same windows as evrt
+    from evrt.framing import StreamFramer
+    from evrt.graph import Graph
+    meta = Graph.load(job["graph"]).meta
+    stream = dict(meta.get("stream") or {}) or {"window_us": 1_500_000 // 16}
+    framer = StreamFramer(**{k: int(v) for k, v in stream.items() if k in ("count", "window_us")})
+    wins = framer.push(rec) + framer.flush()
+    one = FrameSpec(T=1, sensor_size=SENSOR, **cfg["spec"])
+    lat = []
+    reset_states(model)
+    t_all = time.perf_counter()
+    with torch.no_grad():
+        for w in wins:
+            t0 = time.perf_counter()
+            x = torch.as_tensor(clip_frames(w, one, np.float32)).unsqueeze(1) if len(w) else \
+                torch.zeros((1, 1) + tuple(clip_frames(rec[:16], one, np.float32).shape[1:]))
+            model(x)
+            lat.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - t_all
+    dur = (int(rec["t"][-1]) - int(rec["t"][0])) / 1e6
+    res["stream"] = dict(framing=stream, steps=len(wins), duration_s=dur, wall_s=wall,
+                         p50_ms=_pct(lat, 50) * 1e3, p99_ms=_pct(lat, 99) * 1e3, x_realtime=dur / wall)
+    res["sweep"] = {str(r): dict(s=_median(_time_samples(clip, [ev], job["sweep_reps"]))) for r, ev in sweep.items()}
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+def run_job(job):
+    env = dict(os.environ)
+    for v in THREAD_VARS:
+        env[v] = str(job["threads"])
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if line.startswith("@@RESULT@@"):
+            r = json.loads(line[len("@@RESULT@@"):])
+            r["process_s"] = time.perf_counter() - t0
+            return r
+    sys.stderr.write(f"worker failed: {job['side']} {job['model']} x{job['threads']}\n{p.stdout[-2000:]}\n"
+                     f"{p.stderr[-4000:]}\n")
+    return None
+
+
+def machine_info():
+    import numba
+    import numpy
+    info = dict(python=platform.python_version(), numpy=numpy.__version__, numba=numba.__version__,
+                cores=os.cpu_count(), platform=platform.platform())
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = "not installed"
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu"] = cpu
+    return info
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return ["?"] * 3
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    sys.path.insert(0, str(ROOT))
+    t_start = time.time()
+    load_before = loadavg()
+    models = {}
+    for name, cfg in REF_MODELS.items():
+        if args.models and name not in args.models:
+            continue
+        t0 = time.perf_counter()
+        ckpt, g = prepare_reference(name, args.rebuild)
+        print(f"[bench] {name}: checkpoint + graph ready ({time.perf_counter() - t0:.1f} s)", flush=True)
+        models[name] = dict(graph=str(g), ckpt=str(ckpt), title=cfg["title"], torch=True)
+    for name, z in zoo_models().items():
+        if args.models and name not in args.models:
+            continue
+        models[name] = dict(graph=z["graph"], ckpt=None, title=z["title"], torch=False, card=z["card"])
+    quick = args.quick
+    base = dict(n_samples=3 if quick else 6, reps=2 if quick else 3, stream_s=4 if quick else 10,
+                rates=RATES, sweep_reps=1 if quick else 2)
+    results = []
+    for threads in args.threads:
+        for name, m in models.items():
+            sides = ["evrt", "torch"] if m["torch"] else ["evrt"]
+            for side in sides:
+                job = dict(base, side=side, model=name, threads=threads, graph=m["graph"], ckpt=m["ckpt"],
+                           profile=bool(args.profile and threads == args.threads[0] and side == "evrt"))
+                if side == "torch" and threads != args.threads[0]:
+                    job["rates"] = [RATES[0], RATES[-1]]     # dense cost is flat: two points suffice
+                print(f"[bench] {side:5s} {name} threads={threads} load={loadavg()[0]}", flush=True)
+                r = run_job(job)
+                if r:
+                    r["load"] = loadavg()
+                    results.append(r)
+    wall = time.time() - t_start
+    out = Path(args.out)
+    (out.parent / "bench").mkdir(parents=True, exist_ok=True)
+    raw = out.parent / "bench" / "results.json"
+    meta = dict(machine=machine_info(), load_before=load_before, load_after=loadavg(), wall_s=wall,
+                command=" ".join(["python", "tools/bench.py"] + (argv if argv is not None else sys.argv[1:])),
+                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick=quick, base=base)
+    raw.write_text(json.dumps(dict(meta=meta, models={k: {kk: vv for kk, vv in v.items() if kk != "card"}
+                                                     for k, v in models.items()}, results=results), indent=1))
+    from tools.bench_report import write_report
+    write_report(raw, out)
+    print(f"[bench] done in {wall / 60:.1f} min -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
