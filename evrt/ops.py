@@ -478,7 +478,7 @@ class DSSAScores(OpImpl):
     is_synaptic = True
 
     def infer(self, in_shapes):
-        (l, _), (hw, c) = in_shapes[0], in_shapes[1]
+        (l, _), (hw, _) = in_shapes[0], in_shapes[1]
         return (self.attr("heads"), l, hw)
 
     def __init__(self, op, in_shapes, dtype):
@@ -498,12 +498,12 @@ class DSSAOut(OpImpl):
     is_synaptic = True
 
     def infer(self, in_shapes):
-        (l, c2), (h, _, hw) = in_shapes[0], in_shapes[1]
+        (_, c2), (_, _, hw) = in_shapes[0], in_shapes[1]
         return (hw, c2 // 2)
 
     def __init__(self, op, in_shapes, dtype):
         super().__init__(op, in_shapes, dtype)
-        (l, c2), (h, _, hw) = in_shapes[0], in_shapes[1]
+        (l, c2), (_, _, hw) = in_shapes[0], in_shapes[1]
         self.dense_ops = hw * (c2 // 2) * l
 
     def run(self, inputs, ctx):

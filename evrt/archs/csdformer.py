@@ -121,10 +121,10 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
 
     # tokenizer
     c1, cin = hp["stem_channels"], hp["in_channels"]
-    s_in, kind, h = hp["in_scale"], "events", grid
+    s_in, kind, h, src = hp["in_scale"], "events", grid, "input"
     for i, c in ((1, c1), (2, D)):
         p = "patch_embed"
-        conv, shift = b.synapse(f"{p}.conv{i}", "conv2d", "input" if i == 1 else src,
+        conv, shift = b.synapse(f"{p}.conv{i}", "conv2d", src,
                                 w.get(f"{p}.conv{i}.weight", (c, cin if i == 1 else c1, 3, 3)),
                                 b.bn(f"{p}.bn{i}", c), s_in, in_kind=kind, stride=1, pad=1, groups=1)
         s, levels = _quant(w, f"{p}.act{i}")

@@ -21,7 +21,6 @@ Neuron layers in execution order (golden layout, B squeezed; Hs×Ws = stem outpu
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .neurons import lif
