@@ -58,10 +58,9 @@ def case(request, tmp_path_factory):
     return request.param, graph, goldens
 
 
+@pytest.mark.parametrize("case", ["rtformer-small"], indirect=True)
 def test_rtformer_synaptic_layers_have_no_per_step_multiply(case):
     name, graph, _ = case
-    if not name.startswith("rtformer"):
-        pytest.skip("RTFormer only")
     types = {op.type for op in graph.ops}
     assert "table_lif" in types
     assert not types & {"scale", "mul", "affine"}, f"unexpected arithmetic op types {types}"

@@ -200,16 +200,20 @@ def worker(job):
     print("@@RESULT@@" + json.dumps(res))
 
 
-def _time_samples(fn, samples, reps):
-    """Median over repeats of each sample's time; returns per-sample medians."""
+def _time_samples(fn, samples, reps, cpu=None):
+    """Median over repeats of each sample's wall time; per-sample median CPU times go into `cpu`."""
     out = []
     for s in samples:
-        ts = []
+        ts, cs = [], []
         for _ in range(reps):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             fn(s)
             ts.append(time.perf_counter() - t0)
+            cs.append(time.process_time() - c0)
         out.append(_median(ts))
+        if cpu is not None:
+            cpu.append(_median(cs))
     return out
 
 
@@ -234,25 +238,24 @@ def run_evrt(job, res, samples, rec, sweep):
     sess.run_clip(samples[0])                     # JIT: compile or load every kernel from the numba cache
     res["warmup_s"] = time.perf_counter() - t0
     res["T"] = sess.T
-    # counters over one pass (per sample averages)
-    sess.reset_counters()
+    # counters and the per-op profile over one pass (per sample averages); Session(profile=True) only
+    # adds a perf_counter() pair per op
+    ps = Session(graph, "float32", profile=True)
     for s in samples:
-        sess.run_clip(s)
-    tot = sess.report().totals()
+        ps.run_clip(s)
     n = len(samples)
+    tot = ps.report().totals()
     res["counts"] = dict(acs=tot["acs"] / n, macs=tot["macs"] / n, dense_macs=tot["dense_macs"] / n,
                          energy_uj=tot["energy_pj"] / n / 1e6, dense_energy_uj=tot["dense_energy_pj"] / n / 1e6,
                          paper_uj=tot["paper_estimate_pj"] / n / 1e6, firing_rate=tot["firing_rate"])
     res["layers"] = [dict(name=r["name"], type=r["type"], rate=r["firing_rate"], input_rate=r["input_rate"],
                           acs=r["acs"] / n, macs=r["macs"] / n, dense=r["dense_ops"] / n)
-                     for r in sess.report().rows()]
-    res["per_sample_s"] = _time_samples(sess.run_clip, samples, job["reps"])
-    # per-op profile (Session(profile=True)) over the samples
+                     for r in ps.report().rows()]
     if job.get("profile"):
-        ps = Session(graph, "float32", profile=True)
-        for s in samples:
-            ps.run_clip(s)
         res["profile"] = [(k, v / n) for k, v in sorted(ps.op_seconds.items(), key=lambda kv: -kv[1])]
+    del ps
+    res["per_sample_cpu_s"] = []
+    res["per_sample_s"] = _time_samples(sess.run_clip, samples, job["reps"], res["per_sample_cpu_s"])
     # streaming: continuous mode on the recording, the model card's stream framing
     stream, framer = _framer(graph.meta)
     wins = framer.push(rec) + framer.flush()
@@ -303,7 +306,8 @@ def run_torch(job, res, samples, rec, sweep):
     t0 = time.perf_counter()
     clip(samples[0])
     res["warmup_s"] = time.perf_counter() - t0
-    res["per_sample_s"] = _time_samples(clip, samples, job["reps"])
+    res["per_sample_cpu_s"] = []
+    res["per_sample_s"] = _time_samples(clip, samples, job["reps"], res["per_sample_cpu_s"])
     # streaming: the reference fed one step at a time (state kept between calls), same windows as evrt
     from evrt.framing import StreamFramer
     from evrt.graph import Graph
@@ -430,24 +434,28 @@ def write_report(raw_path, out_path):
              "framing rule (framing included in its time, as evrt's event binning is in evrt's).\n")
     for th in threads:
         L.append(f"## Time per sample, {th} thread{'s' if th > 1 else ''}\n")
-        L.append("| model | evrt ms/sample | PyTorch ms/sample | speed-up | evrt × real time | PyTorch × real "
+        L.append("| model | evrt ms/sample | PyTorch ms/sample | speed-up | speed-up, CPU time | evrt × real time | PyTorch × real "
                  "time | stream p50 / p99 ms (evrt) | stream p50 / p99 ms (PyTorch) | stream × real time "
                  "(evrt / PyTorch) |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name in names:
             e, t = by.get((name, "evrt", th)), by.get((name, "torch", th))
             if not e:
                 continue
             em = 1e3 * _median(e["per_sample_s"])
             tm = 1e3 * _median(t["per_sample_s"]) if t else None
+            cr = _median(t["per_sample_cpu_s"]) / _median(e["per_sample_cpu_s"]) if t else None
             L.append(f"| {name} | {em:.1f} | {_f(tm)} | {_f(tm / em if tm else None, '{:.2f}×')} | "
+                     f"{_f(cr, '{:.2f}×')} | "
                      f"{rt(e):.2f} | {_f(rt(t) if t else None, '{:.2f}')} | "
                      f"{e['stream']['p50_ms']:.2f} / {e['stream']['p99_ms']:.2f} | "
                      + (f"{t['stream']['p50_ms']:.2f} / {t['stream']['p99_ms']:.2f}" if t else "—")
                      + f" | {e['stream']['x_realtime']:.2f} / " + (f"{t['stream']['x_realtime']:.2f}" if t else "—")
                      + " |")
         L.append("")
-    L.append("× real time = recorded duration / processing time (> 1: faster than the sensor). Streaming: "
+    L.append("ms/sample: median wall time of one T-step clip; speed-up = PyTorch / evrt; the CPU-time "
+             "speed-up (`time.process_time`, all threads) is less disturbed by the other users of the machine. "
+             "× real time = recorded duration / processing time (> 1: faster than the sensor). Streaming: "
              "continuous mode over the first seconds of a test recording with the model's stream framing "
              "(evrt `Session.step` per window; PyTorch: the reference fed one step per call with its neuron "
              "state kept, frames built per window).\n")
@@ -587,15 +595,15 @@ def main(argv=None):
             continue
         models[name] = dict(graph=z["graph"], ckpt=None, title=z["title"], torch=False, card=z["card"])
     quick = args.quick
-    base = dict(n_samples=3 if quick else 6, reps=2 if quick else 3, stream_s=4 if quick else 10,
-                rates=RATES, sweep_reps=1 if quick else 2)
+    base = dict(n_samples=2 if quick else 3, reps=1 if quick else 2, stream_s=2 if quick else 3,
+                rates=RATES, sweep_reps=1)
     results = []
     for threads in args.threads:
         for name, m in models.items():
             sides = ["evrt", "torch"] if m["torch"] else ["evrt"]
             for side in sides:
                 job = dict(base, side=side, model=name, threads=threads, graph=m["graph"], ckpt=m["ckpt"],
-                           profile=bool(args.profile and threads == args.threads[0] and side == "evrt"))
+                           profile=bool(threads == args.threads[0] and side == "evrt"))
                 if side == "torch" and threads != args.threads[0]:
                     job["rates"] = [RATES[0], RATES[-1]]     # dense cost is flat: two points suffice
                 print(f"[bench] {side:5s} {name} threads={threads} load={loadavg()[0]}", flush=True)

@@ -123,7 +123,7 @@ def default_hparams(family: str) -> dict:
     base = dict(embed=64, heads=4, depth=1, mlp_ratio=4.0, T=16, pooling_stat="1111", window=4,
                 lr=2e-3, weight_decay=0.02, batch_size=32, shift=8)
     if family == "spikingresformer":
-        base.update(planes="32,64,128", res_heads="1,2,4", patches="4,2,1", blocks="1,1,1", group=32, T=8,
+        base.update(planes="16,32,64", res_heads="1,2,4", patches="4,2,1", blocks="1,1,1", group=16, T=8,
                     shift=4, lr=2e-3)
     if family == "csdformer":
         base.update(embed=64, heads=2, depth=1, mlp_ratio=2.0, L=4, in_scale=0.1, img_size=32, T=1,
@@ -248,6 +248,7 @@ def main(argv=None) -> int:
                     help="time budget: after epoch 1 the epoch count (and cosine schedule) shrinks to fit")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split (smoke test)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--val", action="store_true", help="at the end, also report accuracy on --root's own test split")
     ap.add_argument("--generate", type=int, default=None, metavar="USERS",
                     help="first generate a synthetic set with USERS users into --root (shipped-set settings)")
     ap.add_argument("--gen-seed", type=int, default=7)
@@ -343,7 +344,7 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     for m in model.quantisers().values():
                         m.theta.clamp_(min=1e-3)
-            tot_loss += float(loss) * len(idx)
+            tot_loss += float(loss.detach()) * len(idx)
             tot_ok += int((logits.argmax(1) == Y[idx]).sum())
             n += len(idx)
         epoch += 1
@@ -364,6 +365,11 @@ def main(argv=None) -> int:
               flush=True)
     train_s = time.time() - t_train
     te_acc, te_pred = evaluate(fam, model, Xte, y_te, dev)
+    val_acc = None
+    if a.val:
+        x_va, y_va, _, _ = load_split(a.root, "test", spec, a.limit, a.workers)
+        val_acc = evaluate(fam, model, torch.from_numpy(x_va), y_va, dev)[0]
+        print(f"[{fam}] validation ({a.root} test split, {len(y_va)} samples): {val_acc:.3f}", flush=True)
     model = model.cpu().float().eval()
     reset(model)
     ckpt_path = a.out / CKPT_NAME[fam]
@@ -371,7 +377,7 @@ def main(argv=None) -> int:
     save(fam, model, ckpt_path, args, epoch, te_acc)
     log = dict(family=fam, hparams=hp, params=params, checkpoint=ckpt_path.name, framing=spec.to_dict(),
                train_samples=int(len(X)), train_root=str(a.root), train_splits=a.train_splits,
-               test_root=str(a.test_root or a.root), test_acc_device=te_acc, test_pred_device=te_pred.tolist(),
+               test_root=str(a.test_root or a.root), test_acc_device=te_acc, val_acc=val_acc, test_pred_device=te_pred.tolist(),
                test_names=te_names, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
                device=str(dev), torch=torch.__version__, history=history,
                command="python tools/train.py " + " ".join(sys.argv[1:] if argv is None else argv))

@@ -16,7 +16,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 # convs 15-19 %, 1x1 convs 20-24 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %.
 # Depthwise: none. The dense loop does 9 vectorised MACs per input for the price of the event path's
 # scan of the map, so a depthwise conv fed a dense map goes dense whenever any input is non-zero.
-DENSE_ABOVE_CONV = 0.15
+# 2026-11 (tools/bench.py): the event path now lists each pixel's non-zero channels once and adds them
+# tap by tap (6-9 G acc/s CPU time against 25-35 GMAC/s for im2col + BLAS); full 3x3 convs break even
+# at 21 % (32->64 @64x64) to ~33 % (64->128 @32x32), so the switch moved from 15 % to 25 %.
+DENSE_ABOVE_CONV = 0.25
 DENSE_ABOVE_1X1 = 0.2
 DENSE_ABOVE_GROUPED = 0.4
 DENSE_ABOVE_DW = 0.0
@@ -94,45 +97,82 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out):
     nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
     depthwise = cig == 1 and cpg == 1
     nzc = np.empty(cin, np.int64)
+    nzv = np.empty(cin, x.dtype)
+    nzl = np.empty(cin, np.int64)       # grouped: channel within its group
+    nzo = np.empty(cin, np.int64)       # grouped: first output channel of its group
     for yy in range(h):
+        if ny[yy] == 0:
+            continue
         for xx in range(wd):
-            if ny[yy] == 0 or nx[xx] == 0:
+            if nx[xx] == 0:
                 continue
             xrow = x[yy, xx]
+            # list the pixel's non-zero channels once and reuse the list for every tap: the output row
+            # of a tap then stays in L1 while all of the pixel's weight rows are added into it
+            nz = 0
+            ones = True
+            for c in range(cin):
+                v = xrow[c]
+                if v != 0:
+                    nzc[nz] = c
+                    nzv[nz] = v
+                    nz += 1
+                    if v != 1:
+                        ones = False
+            if nz == 0:
+                continue
             if depthwise:
-                # one weight per channel: list the pixel's non-zero channels once, reuse for every tap
-                nz = 0
-                for c in range(cin):
-                    if xrow[c] != 0:
-                        nzc[nz] = c
-                        nz += 1
-                if nz == 0:
-                    continue
+                # one weight per channel
                 for a in range(ny[yy]):
                     for e in range(nx[xx]):
                         orow = out[oy_t[yy, a], ox_t[xx, e]]
                         wrow = w[ky_t[yy, a], kx_t[xx, e], 0]
                         for t in range(nz):
                             c = nzc[t]
-                            orow[c] += xrow[c] * wrow[c]
+                            orow[c] += nzv[t] * wrow[c]
                 continue
-            for c in range(cin):
-                v = xrow[c]
-                if v == 0:
-                    continue
-                g = c // cig
-                cl = c - g * cig
-                co0 = g * cpg
+            if groups == 1:
                 for a in range(ny[yy]):
+                    oy = oy_t[yy, a]
+                    ky = ky_t[yy, a]
                     for e in range(nx[xx]):
-                        # group slices indexed from 0: LLVM then knows j >= 0 (no negative-index
-                        # wraparound test in the loop) and vectorises it (6x faster than range(co0, ...))
-                        orow = out[oy_t[yy, a], ox_t[xx, e], co0:co0 + cpg]
-                        wrow = w[ky_t[yy, a], kx_t[xx, e], cl, co0:co0 + cpg]
-                        if v == 1:      # a spike: plain adds, no multiply
+                        orow = out[oy, ox_t[xx, e]]
+                        wk = w[ky, kx_t[xx, e]]
+                        if ones:        # spikes: plain adds, no multiply
+                            for t in range(nz):
+                                wrow = wk[nzc[t]]
+                                for j in range(cout):
+                                    orow[j] += wrow[j]
+                        else:
+                            for t in range(nz):
+                                wrow = wk[nzc[t]]
+                                v = nzv[t]
+                                for j in range(cout):
+                                    orow[j] += v * wrow[j]
+                continue
+            # grouped: each non-zero channel adds a Cout/groups slice of its group; taps outermost
+            for t in range(nz):
+                c = nzc[t]
+                g = c // cig
+                nzl[t] = c - g * cig
+                nzo[t] = g * cpg
+            for a in range(ny[yy]):
+                oy = oy_t[yy, a]
+                ky = ky_t[yy, a]
+                for e in range(nx[xx]):
+                    orow_all = out[oy, ox_t[xx, e]]
+                    wk = w[ky, kx_t[xx, e]]
+                    for t in range(nz):
+                        co0 = nzo[t]
+                        # slices indexed from 0: LLVM then knows j >= 0 (no negative-index wraparound
+                        # test in the loop) and vectorises it (6x faster than range(co0, ...))
+                        orow = orow_all[co0:co0 + cpg]
+                        wrow = wk[nzl[t], co0:co0 + cpg]
+                        if ones:        # spikes: plain adds, no multiply
                             for j in range(cpg):
                                 orow[j] += wrow[j]
                         else:
+                            v = nzv[t]
                             for j in range(cpg):
                                 orow[j] += v * wrow[j]
 
