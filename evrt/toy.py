@@ -6,10 +6,11 @@ import numpy as np
 
 from .archs.common import GraphBuilder
 from .framing import FrameSpec
+from .graph import Graph
 
 
 def toy_graph(seed: int = 0, T: int = 8, sensor: tuple[int, int] = (32, 32), channels: int = 16,
-              heads: int = 2, num_classes: int = 4) -> "Graph":  # noqa: F821
+              num_classes: int = 4) -> Graph:
     rng = np.random.default_rng(seed)
     g = GraphBuilder()
     width, height = sensor
