@@ -260,5 +260,17 @@ class Session:
         """Counters accumulated since the last reset_counters()."""
         return Report(self._totals.steps, list(self._totals.layers.values()))
 
+    @property
+    def state_policy(self) -> str:
+        """What happens to the state over a long stream — shown to users by replay/serve."""
+        reset = f"state reset every {self.reset_every} steps" if self.reset_every else "state never reset"
+        read = ("readout = mean since the last reset" if self.mode == "clip"
+                else f"readout = mean of the last {self.T} steps")
+        tables = any(i.op.type == "table_lif" or ("w" in i.op.params and getattr(i, "per_step", False))
+                     for i in self.impls)
+        held = f"; per-step tables beyond step {self.T - 1} hold the last step's values" \
+            if tables and (not self.reset_every or self.reset_every > self.T) else ""
+        return f"{self.mode} mode: {read}; {reset}{held}"
+
     def class_name(self, index: int) -> str:
         return self.classes[index] if 0 <= index < len(self.classes) else str(index)

@@ -200,6 +200,7 @@ def _summary(rec, sess, clip_sess, preds, samples, speed, wall, stream_s, sample
     energy = tot["acs"] * PJ_PER_AC + tot["macs"] * PJ_PER_MAC
     return {
         "path": rec.path, "format": rec.format, "model": model, "mode": sess.mode, "precision": sess.precision,
+        "state_policy": sess.state_policy,
         "framing": {"count": clf.framer.count, "window_us": clf.framer.window_us},
         "speed": speed if speed is not None else "max",
         "events": n, "events_streamed": int(clf.events_in), "duration_s": dur, "steps": len(preds),
@@ -231,7 +232,7 @@ def _summary_text(s: dict) -> str:
         return format(v, fmt) if v is not None else "-"
 
     lines = [f"replayed {s['events']:,} events over {s['duration_s']:.3f} s in {s['steps']} steps "
-             f"(speed {s['speed']}, {s['mode']} mode, framing {s['framing']})",
+             f"(speed {s['speed']}, framing {s['framing']}); {s['state_policy']}",
              f"wall {s['wall_s']:.3f} s (slept {s['sleep_s']:.3f} s); real-time factor "
              f"{num(s['realtime_factor'], '.2f')}x; streaming alone {num(s['events_per_s'], ',.0f')} events/s = "
              f"{num(s['compute_realtime_factor'], '.2f')}x real time",
