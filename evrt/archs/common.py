@@ -75,5 +75,26 @@ class GraphBuilder:
         return g
 
 
+# the MS_SPS / SPS stem stages shared by Spikformer, SDT and RTFormer: (conv, BN, LIF, pool) names
+STEM_STAGES = [(f"proj_conv{i}", f"proj_bn{i}", f"proj_lif{i}", f"maxpool{i}") for i in ("", "1", "2", "3")]
+
+
+def count_blocks(w: Weights, key: str, hint: str) -> int:
+    """How many transformer blocks: consecutive i for which key.format(i) exists (at least one)."""
+    n = 0
+    while w.has(key.format(n)):
+        n += 1
+    if n == 0:
+        raise CheckpointError(f"{w.family}: no {key.format(0)!r} — is this {hint} checkpoint?")
+    return n
+
+
+def attention_heads(w: Weights, embed: int, args: dict, default: int) -> int:
+    heads = int(args.get("num_heads") or args.get("heads") or default)
+    if embed % heads:
+        raise CheckpointError(f"{w.family}: embed dim {embed} is not divisible by {heads} heads (--heads)")
+    return heads
+
+
 def pool_out(size: int, k: int = 3, s: int = 2, p: int = 1) -> int:
     return (size + 2 * p - k) // s + 1

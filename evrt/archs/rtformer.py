@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..fold import bn_affine, conv_runtime, fold_affine, linear_runtime, merge_branches, tsbn_neuron_tables
-from .common import GraphBuilder, Weights, pool_out
+from .common import GraphBuilder, Weights, attention_heads, count_blocks, pool_out
 
 FAMILY = "rtformer"
 BRANCH_KERNELS = (3, 3, 1, 1, 0)   # 0 = identity
@@ -83,13 +83,9 @@ def infer_hparams(state: dict, args: dict) -> dict:
     if not w.has("patch_embed.core1.pw_conv.weight"):
         raise CheckpointError(f"{FAMILY}: no 'patch_embed.core1.pw_conv.weight' — is this an RTFormer checkpoint "
                               f"in evrt's reading (tools/reference/rtformer.py)?")
-    depth = 0
-    while w.has(f"block.{depth}.attn.q_conv.weight"):
-        depth += 1
+    depth = count_blocks(w, "block.{}.attn.q_conv.weight", "an RTFormer")
     embed = w.get("patch_embed.rpe_conv.weight").shape[0]
-    heads = int(args.get("num_heads") or args.get("heads") or 8)
-    if embed % heads:
-        raise CheckpointError(f"{FAMILY}: embed dim {embed} is not divisible by {heads} heads")
+    heads = attention_heads(w, embed, args, 8)
     T_tables = w.get("patch_embed.proj_bn.weight").shape[0]
     return {"depth": depth, "embed_dims": embed, "num_heads": heads,
             "pooling_stat": str(args.get("pooling_stat") or "0111"),

@@ -7,27 +7,19 @@ tokens of K∘V -> LIF(0.5) -> mask Q), MLP, head = token mean -> LIF -> linear.
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .common import GraphBuilder, Weights, pool_out
+from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, count_blocks, pool_out
 
 FAMILY = "sdt"
-STEM = [("proj_conv", "proj_bn", "proj_lif", "maxpool"),
-        ("proj_conv1", "proj_bn1", "proj_lif1", "maxpool1"),
-        ("proj_conv2", "proj_bn2", "proj_lif2", "maxpool2")]
+STEM = STEM_STAGES[:3]   # the 4th conv's BN output is pooled before its LIF
 
 
 def infer_hparams(state: dict, args: dict) -> dict:
     w = Weights(state, FAMILY)
-    depth = 0
-    while w.has(f"block.{depth}.attn.q_conv.weight"):
-        depth += 1
-    if depth == 0:
-        raise CheckpointError(f"{FAMILY}: no 'block.0.attn.q_conv.weight' — is this an SDT checkpoint?")
+    depth = count_blocks(w, "block.{}.attn.q_conv.weight", "an SDT")
     embed = w.get("patch_embed.proj_conv3.weight").shape[0]
-    heads = int(args.get("num_heads") or args.get("heads") or 8)
-    if w.has("block.0.attn.talking_heads.weight"):
-        heads = w.get("block.0.attn.talking_heads.weight").shape[0]
-    if embed % heads:
-        raise CheckpointError(f"{FAMILY}: embed dim {embed} is not divisible by {heads} heads")
+    if w.has("block.0.attn.talking_heads.weight"):   # (heads, heads, 1): unused, but it names the head count
+        args = {**args, "num_heads": w.get("block.0.attn.talking_heads.weight").shape[0]}
+    heads = attention_heads(w, embed, args, 8)
     pooling = str(args.get("pooling_stat") or "0111")
     if len(pooling) != 4 or set(pooling) - {"0", "1"}:
         raise CheckpointError(f"{FAMILY}: pooling_stat must be 4 characters of 0/1, got {pooling!r}")

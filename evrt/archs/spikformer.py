@@ -9,27 +9,18 @@ folded into the threshold (0.5 / 0.25 = 2, a power of two: bit-exact) and the ke
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .common import GraphBuilder, Weights, pool_out
+from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, count_blocks, pool_out
 
 FAMILY = "spikformer"
 ATTN_SCALE = 0.25
-STEM = [("proj_conv", "proj_bn", "proj_lif", "maxpool"),
-        ("proj_conv1", "proj_bn1", "proj_lif1", "maxpool1"),
-        ("proj_conv2", "proj_bn2", "proj_lif2", "maxpool2"),
-        ("proj_conv3", "proj_bn3", "proj_lif3", "maxpool3")]
+STEM = STEM_STAGES   # every stage pools its spikes
 
 
 def infer_hparams(state: dict, args: dict) -> dict:
     w = Weights(state, FAMILY)
-    depth = 0
-    while w.has(f"block.{depth}.attn.q_conv.weight"):
-        depth += 1
-    if depth == 0:
-        raise CheckpointError(f"{FAMILY}: no 'block.0.attn.q_conv.weight' — is this a Spikformer checkpoint?")
+    depth = count_blocks(w, "block.{}.attn.q_conv.weight", "a Spikformer")
     embed = w.get("patch_embed.proj_conv3.weight").shape[0]
-    heads = int(args.get("num_heads") or args.get("heads") or 16)
-    if embed % heads:
-        raise CheckpointError(f"{FAMILY}: embed dim {embed} is not divisible by {heads} heads (--heads)")
+    heads = attention_heads(w, embed, args, 16)
     return {"depth": depth, "embed_dims": embed, "num_heads": heads,
             "in_channels": w.get("patch_embed.proj_conv.weight").shape[1],
             "mlp_hidden": w.get("block.0.mlp.fc1_conv.weight").shape[0],
