@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels as K
+from .kernels.conv import conv2d_scatter_nnz
 from .errors import GraphError
 from .graph import Op
 
@@ -212,8 +213,9 @@ class Conv2d(Synaptic, PerStep):
             self.stats.in_nonzero = len(x)
             self.stats.acs = int(pairs)
             return self.out
-        pairs, weighted = K.conv2d_scatter(x, self.w, self.b, s, p, int(self.attr("groups", 1)), self.out)
-        self.stats.in_nonzero = int(np.count_nonzero(x))
+        # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x)
+        nnz, pairs, weighted = conv2d_scatter_nnz(x, self.w, self.b, s, p, int(self.attr("groups", 1)), self.out)
+        self.stats.in_nonzero = int(nnz)
         self.count(pairs, weighted, x)
         return self.out
 
@@ -241,7 +243,7 @@ class Linear(Synaptic, PerStep):
         self.select(ctx.t)
         x2 = x.reshape(-1, x.shape[-1])
         pairs, weighted = K.linear_scatter(x2, self.w, self.b, self.out2)
-        self.stats.in_nonzero = int(np.count_nonzero(x2))
+        self.stats.in_nonzero = int(pairs) // self.w.shape[1]     # pairs = nnz(x) * Cout (no extra scan)
         self.count(pairs, weighted, x)
         return self.out
 

@@ -100,9 +100,13 @@ class StreamClassifier:
     @classmethod
     def from_model(cls, model, precision: str = "float32", mode: str = "continuous", reset_every=None,
                    count: int | None = None, window_us: int | None = None) -> "StreamClassifier":
-        """Load a ``.evrt`` model (path or Graph) into a Session with stream framing from its metadata.
-        Live streams default to continuous mode without periodic resets (sliding mean over T steps)."""
+        """Load a model (an ``.evrt`` path, a zoo name, or a Graph) into a Session with stream framing from
+        its metadata. Live streams default to continuous mode without periodic resets (sliding mean
+        over T steps)."""
         from .engine import Session
+        from .zoo import resolve_model
+        if isinstance(model, str):
+            model = resolve_model(model)
         session = Session(model, precision=precision, mode=mode, reset_every=reset_every)
         return cls(session, stream_framer_for(session.meta, count, window_us))
 

@@ -68,3 +68,13 @@ def test_evrt_models_lists_zoo():
     text = subprocess.run([sys.executable, "-m", "evrt", "models"], capture_output=True, text=True, check=True,
                           cwd=ROOT).stdout
     assert "sdt-synth-gesture" in text
+
+
+def test_zoo_names_resolve_wherever_a_model_is_taken():
+    from evrt.errors import EvrtError
+    from evrt.streaming import StreamClassifier
+    from evrt.zoo import DEFAULT_MODEL, resolve_model
+    clf = StreamClassifier.from_model(DEFAULT_MODEL)
+    assert clf.session.meta["family"] == "sdt"
+    with pytest.raises(EvrtError, match="no model file or zoo model"):
+        resolve_model("no-such-model")

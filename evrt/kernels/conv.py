@@ -16,10 +16,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 # convs 15-19 %, 1x1 convs 20-24 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %.
 # Depthwise: none. The dense loop does 9 vectorised MACs per input for the price of the event path's
 # scan of the map, so a depthwise conv fed a dense map goes dense whenever any input is non-zero.
-# 2026-11 (tools/bench.py): the event path now lists each pixel's non-zero channels once and adds them
-# tap by tap (6-9 G acc/s CPU time against 25-35 GMAC/s for im2col + BLAS); full 3x3 convs break even
-# at 21 % (32->64 @64x64) to ~33 % (64->128 @32x32), so the switch moved from 15 % to 25 %.
-DENSE_ABOVE_CONV = 0.25
+# 2026-11 (tools/bench.py, tools/bench_kernels.py): the event path now lists the non-zero inputs once and
+# adds each pixel's weight rows tap by tap (6-9 G acc/s against 25-35 GMAC/s for im2col + BLAS); in
+# isolation full 3x3 convs break even at ~25 %, inside whole models (colder caches) nearer 20 %.
+DENSE_ABOVE_CONV = 0.2
 DENSE_ABOVE_1X1 = 0.2
 DENSE_ABOVE_GROUPED = 0.4
 DENSE_ABOVE_DW = 0.0
@@ -243,6 +243,13 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None):
     non-zero (None: the measured break-even for the layer kind; >= 1 forces the event path, a negative
     value the dense path); the counts do not depend on the path.
     """
+    _, pairs, weighted = conv2d_scatter_nnz(x, w, b, stride, pad, groups, out, dense_above)
+    return pairs, weighted
+
+
+def conv2d_scatter_nnz(x, w, b, stride, pad, groups, out, dense_above=None):
+    """conv2d_scatter that also returns the number of non-zero inputs: (nnz, pairs, weighted).
+    The count pass that picks the path gives nnz, so callers need no extra scan of x."""
     kh, kw, cig, cout = w.shape
     if x.shape[2] != cig * groups or cout % groups:
         raise ValueError(f"conv2d_scatter: x has {x.shape[2]} channels, w {w.shape} with groups={groups}")
@@ -254,7 +261,7 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None):
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
         conv2d_scatter_only(x, w, b, stride, pad, groups, out)
-    return pairs, weighted
+    return nnz, pairs, weighted
 
 
 @njit(cache=True)
