@@ -57,6 +57,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--models", nargs="*", default=None, help="subset of model names")
     ap.add_argument("--profile", action="store_true", help="per-op time of each model (evrt, 1 thread)")
+    ap.add_argument("--job-timeout", type=float, default=240.0, help="seconds per (model, side, threads) job")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached random checkpoints")
     ap.add_argument("--worker", help=argparse.SUPPRESS)   # JSON job: run one side in this process
     return ap.parse_args(argv)
@@ -118,6 +119,12 @@ def prepare_reference(name, rebuild=False):
     return ckpt, gpath
 
 
+def _hp_text(card):
+    hp = card.get("hyper_parameters") or {}
+    keys = ("embed", "heads", "depth", "planes", "T")
+    return ", ".join(f"{k}={hp[k]}" for k in keys if k in hp) or "?"
+
+
 def zoo_models():
     out = {}
     for d in sorted((ROOT / "models").glob("*/")):
@@ -129,7 +136,12 @@ def zoo_models():
                     card = json.loads((d / "card.json").read_text())
                 except ValueError:
                     pass
-            out[f"zoo:{d.name}"] = dict(graph=str(g), card=card, title=card.get("title") or card.get("name") or d.name)
+            ck = d / card["checkpoint"] if card.get("checkpoint") else None
+            torch_ok = bool(ck and ck.is_file() and card.get("family") not in (None, "csdformer")
+                            and card.get("hyper_parameters") and (card.get("framing") or {}).get("frame_spec"))
+            out[f"zoo:{d.name}"] = dict(graph=str(g), card=card, ckpt=str(ck) if torch_ok else None, torch=torch_ok,
+                                        title=f"{card.get('title') or d.name} (zoo, {card.get('family', '?')}, "
+                                              f"hp {_hp_text(card)}, trained on synthetic gestures)")
     return out
 
 
@@ -256,6 +268,8 @@ def run_evrt(job, res, samples, rec, sweep):
     del ps
     res["per_sample_cpu_s"] = []
     res["per_sample_s"] = _time_samples(sess.run_clip, samples, job["reps"], res["per_sample_cpu_s"])
+    res["first_clip_s"] = res["warmup_s"]
+    res["warmup_s"] = max(0.0, res["first_clip_s"] - res["per_sample_s"][0])   # first clip minus a warm one
     # streaming: continuous mode on the recording, the model card's stream framing
     stream, framer = _framer(graph.meta)
     wins = framer.push(rec) + framer.flush()
@@ -286,16 +300,23 @@ def run_torch(job, res, samples, rec, sweep):
     from evrt.framing import FrameSpec, clip_frames
     from tools.reference.checkpoints import load_state_dict
     from tools.reference.neurons import reset_states
-    cfg = REF_MODELS[job["model"]]
-    spec = FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"])
     t0 = time.perf_counter()
-    build, _ = _builders(job["model"])
-    model = build()
+    if job.get("card"):     # a zoo model: the training script's builder and the card's framing
+        from tools.train import build as train_build
+        card = job["card"]
+        fs = dict(card["framing"]["frame_spec"])
+        spec = FrameSpec(T=int(fs["T"]), sensor_size=tuple(fs["sensor_size"]), resize=fs.get("resize"),
+                         sum_channel=bool(fs.get("sum_channel")))
+        model = train_build(card["family"], card["hyper_parameters"])
+    else:
+        cfg = REF_MODELS[job["model"]]
+        spec = FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"])
+        model = _builders(job["model"])[0]()
     sd, _ = load_state_dict(job["ckpt"])
     model.load_state_dict(sd)
     model = model.float().eval()
     res["load_s"] = time.perf_counter() - t0
-    res["T"] = 16
+    res["T"] = spec.T
 
     @torch.no_grad()
     def clip(ev):
@@ -308,13 +329,15 @@ def run_torch(job, res, samples, rec, sweep):
     res["warmup_s"] = time.perf_counter() - t0
     res["per_sample_cpu_s"] = []
     res["per_sample_s"] = _time_samples(clip, samples, job["reps"], res["per_sample_cpu_s"])
+    res["first_clip_s"] = res["warmup_s"]
+    res["warmup_s"] = max(0.0, res["first_clip_s"] - res["per_sample_s"][0])
     # streaming: the reference fed one step at a time (state kept between calls), same windows as evrt
     from evrt.framing import StreamFramer
     from evrt.graph import Graph
     meta = Graph.load(job["graph"]).meta
     stream, framer = _framer(meta)
     wins = framer.push(rec) + framer.flush()
-    one = FrameSpec(T=1, sensor_size=SENSOR, **cfg["spec"])
+    one = FrameSpec(T=1, sensor_size=spec.sensor_size, resize=spec.resize, sum_channel=spec.sum_channel)
     lat = []
     reset_states(model)
     t_all = time.perf_counter()
@@ -354,6 +377,8 @@ def write_report(raw_path, out_path):
     meta, models, results = data["meta"], data["models"], data["results"]
     out_path = Path(out_path)
     bdir = out_path.parent / "bench"
+    timed_out = [r for r in results if r.get("timed_out")]
+    results = [r for r in results if not r.get("timed_out")]
     by = {(r["model"], r["side"], r["threads"]): r for r in results}
     threads = sorted({r["threads"] for r in results})
     names = list(models)
@@ -425,8 +450,8 @@ def write_report(raw_path, out_path):
     L.append("## Models\n")
     for name in names:
         mm = models[name]
-        L.append(f"- **{name}**: {mm['title']}" + ("" if mm.get("torch") else " (zoo model; evrt only — no "
-                                                                          "PyTorch checkpoint shipped)"))
+        L.append(f"- **{name}**: {mm['title']}" + ("" if mm.get("torch") else " — evrt only (no PyTorch "
+                                                                          "checkpoint or card to rebuild it)"))
     L.append("\nReference models are the full published DVS configurations with random weights calibrated to "
              "fire (spec §10 statistics, `randomize_for_firing(model, seed=3, calib=...)` on two training-split "
              "samples), folded by `evrt.archs.convert`. evrt runs float32 fast mode; PyTorch runs the same "
@@ -461,7 +486,7 @@ def write_report(raw_path, out_path):
              "state kept, frames built per window).\n")
     L.append("## Memory, load, warm-up\n")
     L.append("| model | threads | evrt peak RSS MB | PyTorch peak RSS MB | evrt load s (Graph.load + Session) | "
-             "PyTorch load s (build + load_state_dict) | evrt JIT warm-up s (first clip) | PyTorch first clip s |")
+             "PyTorch load s (build + load_state_dict) | evrt JIT warm-up s | PyTorch warm-up s |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for th in threads:
         for name in names:
@@ -472,8 +497,8 @@ def write_report(raw_path, out_path):
                      f"{e['load_s']:.2f} | {_f(t['load_s'] if t else None, '{:.2f}')} | {e['warmup_s']:.2f} | "
                      f"{_f(t['warmup_s'] if t else None, '{:.2f}')} |")
     L.append("\nPeak RSS is `getrusage(RUSAGE_SELF).ru_maxrss` of the side's own process, which also holds "
-             "the test streams (a few MB) and, for PyTorch, the torch import itself. evrt's warm-up is the first "
-             "clip minus a normal one: numba kernels load from the on-disk cache (`cache=True`); a cold "
+             "the test streams (a few MB) and, for PyTorch, the torch import itself. Warm-up = first clip minus "
+             "a warm clip of the same sample (evrt: JIT; PyTorch: allocator and oneDNN primitive caches): numba kernels load from the on-disk cache (`cache=True`); a cold "
              "compile takes longer (see `tools/bench_kernels.py --cold`).\n")
     th0 = threads[0]
     L.append(f"## Operations and energy per sample (measured by evrt, {th0} thread run)\n")
@@ -505,6 +530,11 @@ def write_report(raw_path, out_path):
                 cells = [_f(1e3 * r["sweep"][str(x)]["s"], "{:.0f}") if str(x) in r["sweep"] else "—" for x in RATES]
                 L.append(f"| {name} | {side} | {th} | " + " | ".join(cells) + " |")
     L.append("\n(ms per clip)\n")
+    if timed_out:
+        L.append("**Jobs that did not finish** within the per-job limit (`--job-timeout`): " + ", ".join(
+            f"{r['model']} {r['side']} × {r['threads']} threads (> {r['timed_out']:.0f} s)" for r in timed_out)
+            + ". With 2 threads on a 2-core machine that other processes also use, a thread that loses its "
+              "core stalls every parallel region.\n")
     prof = [r for r in results if r.get("profile")]
     if prof:
         L.append("## Where evrt's time goes (per-op profile, `Session(profile=True)`)\n")
@@ -533,8 +563,13 @@ def run_job(job):
         env[v] = str(job["threads"])
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=job.get("timeout_s"))
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(f"worker timed out after {job.get('timeout_s')} s: {job['side']} {job['model']} "
+                         f"x{job['threads']}\n")
+        return dict(side=job["side"], model=job["model"], threads=job["threads"], timed_out=job.get("timeout_s"))
     for line in p.stdout.splitlines():
         if line.startswith("@@RESULT@@"):
             r = json.loads(line[len("@@RESULT@@"):])
@@ -593,9 +628,9 @@ def main(argv=None):
     for name, z in zoo_models().items():
         if args.models and name not in args.models:
             continue
-        models[name] = dict(graph=z["graph"], ckpt=None, title=z["title"], torch=False, card=z["card"])
+        models[name] = dict(graph=z["graph"], ckpt=z["ckpt"], title=z["title"], torch=z["torch"], card=z["card"])
     quick = args.quick
-    base = dict(n_samples=2 if quick else 3, reps=1 if quick else 2, stream_s=2 if quick else 3,
+    base = dict(n_samples=2 if quick else 4, reps=1 if quick else 2, stream_s=2 if quick else 4,
                 rates=RATES, sweep_reps=1)
     results = []
     for threads in args.threads:
@@ -603,9 +638,16 @@ def main(argv=None):
             sides = ["evrt", "torch"] if m["torch"] else ["evrt"]
             for side in sides:
                 job = dict(base, side=side, model=name, threads=threads, graph=m["graph"], ckpt=m["ckpt"],
+                           card={k: m["card"].get(k) for k in ("family", "hyper_parameters", "framing")}
+                           if m.get("card") else None,
                            profile=bool(threads == args.threads[0] and side == "evrt"))
-                if side == "torch" and threads != args.threads[0]:
-                    job["rates"] = [RATES[0], RATES[-1]]     # dense cost is flat: two points suffice
+                if threads != args.threads[0]:
+                    # the extra thread counts: fewer repeats (the run must stay within ~15 min); dense
+                    # cost is flat in the event rate, so PyTorch gets two sweep points
+                    job.update(n_samples=min(2, job["n_samples"]), reps=1, stream_s=2)
+                    if side == "torch":
+                        job["rates"] = [RATES[0], RATES[-1]]
+                job["timeout_s"] = args.job_timeout
                 print(f"[bench] {side:5s} {name} threads={threads} load={loadavg()[0]}", flush=True)
                 r = run_job(job)
                 if r:
