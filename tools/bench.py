@@ -191,7 +191,6 @@ def _maxrss_mb():
 def worker(job):
     """One side (evrt or torch) of one model at one thread count, in a fresh process. Prints JSON."""
     threads = int(job["threads"])
-    import numpy as np
     res = dict(side=job["side"], model=job["model"], threads=threads, rss_start_mb=None)
     samples = bench_samples(job["n_samples"])
     rec = recording(job["stream_s"])
@@ -238,9 +237,7 @@ def _framer(meta):
 
 
 def run_evrt(job, res, samples, rec, sweep):
-    import numpy as np
     from evrt.engine import Session
-    from evrt.framing import StreamFramer
     from evrt.graph import Graph
     t0 = time.perf_counter()
     graph = Graph.load(job["graph"])
@@ -332,7 +329,6 @@ def run_torch(job, res, samples, rec, sweep):
     res["first_clip_s"] = res["warmup_s"]
     res["warmup_s"] = max(0.0, res["first_clip_s"] - res["per_sample_s"][0])
     # streaming: the reference fed one step at a time (state kept between calls), same windows as evrt
-    from evrt.framing import StreamFramer
     from evrt.graph import Graph
     meta = Graph.load(job["graph"]).meta
     stream, framer = _framer(meta)
@@ -516,7 +512,7 @@ def write_report(raw_path, out_path):
     L.append("\n45 nm: 0.9 pJ/AC, 4.6 pJ/MAC. ACs are counted from the spikes (an input event is a spike); the "
              "paper-style estimate multiplies each layer's input firing rate by its dense op count.\n")
     L.append("## Cost against input event rate\n")
-    L.append(f"![time per clip against event rate](bench/event_rate.png)\n")
+    L.append("![time per clip against event rate](bench/event_rate.png)\n")
     L.append(f"Clips of {CLIP_US / 1e6:.0f} s from `tests/parity.py:random_gesture_events` (a moving blob plus "
              "noise) at each rate; CSV: `docs/bench/sweep.csv`.\n")
     L.append("| model | side | threads | " + " | ".join(f"{_eng(r)}ev/s" for r in RATES) + " |")
