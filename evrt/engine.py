@@ -94,6 +94,7 @@ class Session:
             impl = build(op, [shapes[s] for s in op.inputs], self.dtype)
             shapes[op.name] = impl.out_shape
             self.impls.append(impl)
+        self._by_name = {impl.name: impl for impl in self.impls}
         self.ctx = _Context()
         self.profile = profile        # accumulate wall time per op into self.op_seconds (off: no cost)
         self.op_seconds = {impl.name: 0.0 for impl in self.impls}
@@ -105,11 +106,9 @@ class Session:
     # ------------------------------------------------------------------------------------------ state
     def reset(self) -> None:
         """Fresh neuron state and readout (a new sample / segment)."""
-        for impl in self.impls:
-            impl.reset()
+        self._reset_state_only()
         self._window.clear()
         self._sum = None
-        self.t = 0
 
     def reset_counters(self) -> None:
         self._totals = _Totals()
@@ -220,10 +219,10 @@ class Session:
 
     # ------------------------------------------------------------------------------ reference layout
     def _impl(self, name: str):
-        for impl in self.impls:
-            if impl.name == name:
-                return impl
-        raise KeyError(f"no op named {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no op named {name!r}") from None
 
     def to_reference(self, name: str, arr: np.ndarray, membrane: bool = False) -> np.ndarray:
         """A neuron layer's runtime array -> the reference model's layout (and membrane scale)."""
