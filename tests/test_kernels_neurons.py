@@ -8,7 +8,7 @@ from evrt.kernels import dense as D
 
 DT = st.sampled_from([np.float64, np.float32])
 SEED = st.integers(0, 2**32 - 1)
-SHAPES = st.sampled_from([(7,), (3, 5), (4, 3, 6), (2, 3, 4, 5)])
+SHAPES = st.sampled_from([(7,), (3, 5), (4, 3, 6), (2, 3, 4, 5), (37, 11, 13)])   # the last: several tiled rows
 PARAM_KIND = st.sampled_from(["channel", "element", "scalar"])
 PLIF_K = float(np.float32(1 / (1 + np.exp(-0.5))))   # a k that is not a power of two
 
