@@ -84,3 +84,59 @@ def test_dssa_matches_twin(L, hw, heads, d, ds, int_y, dtype, seed):
         assert np.all(np.abs(out2 - ref2) <= tol2)
     direct2 = [sum(float(y[l, h0 * 2 * d + d + j]) * float(sa[h0, l, 0]) for l in range(L)) for j in range(d)]
     np.testing.assert_allclose(out2[0, h0 * d:(h0 + 1) * d], direct2, rtol=1e-5, atol=1e-5)
+
+
+# Bit-exactness for real-valued operands: the kernels' loop layouts (transposed tiles, dense rows that
+# add ±0 for zero operands) must give each element exactly "0 + its non-zero terms in ascending order".
+def ordered_ssa(q, k, v, heads):
+    n, c = q.shape
+    d = c // heads
+    out = np.zeros_like(q)
+    for h in range(heads):
+        sl = slice(h * d, (h + 1) * d)
+        a = np.zeros((n, n), q.dtype)
+        for j in range(d):                       # A[i, m]: j ascending (numpy adds elementwise)
+            t = np.outer(q[:, sl][:, j], k[:, sl][:, j])
+            a = np.where(t != 0, a + t, a)
+        for m in range(n):                       # out[i, c]: m ascending
+            t = np.outer(a[:, m], v[m, sl])
+            out[:, sl] = np.where(t != 0, out[:, sl] + t, out[:, sl])
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 20), heads=st.integers(1, 3), d=st.integers(1, 6), dens=DENS, dtype=DT, seed=SEED)
+def test_ssa_real_valued_bit_exact(n, heads, d, dens, dtype, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v = (np.where(rng.random((n, heads * d)) < dens, rng.standard_normal((n, heads * d)), 0).astype(dtype)
+               for _ in range(3))
+    out = np.full_like(q, np.nan)
+    K.ssa(q, k, v, heads, out)
+    np.testing.assert_array_equal(out, ordered_ssa(q, k, v, heads))
+
+
+@settings(max_examples=40, deadline=None)
+@given(L=st.integers(1, 40), hw=st.integers(1, 50), heads=st.integers(1, 3), d=st.integers(1, 5),
+       ds=DENS, counts=st.booleans(), dtype=DT, seed=SEED)
+def test_dssa_real_valued_bit_exact(L, hw, heads, d, ds, counts, dtype, seed):
+    """hw up to 50 crosses dssa_scores' 16-pixel tiles; count-valued spikes take the multiply path."""
+    rng = np.random.default_rng(seed)
+    c = heads * d
+    y = rng.standard_normal((L, 2 * c)).astype(dtype)
+    s = spikes(rng, (hw, c), ds, dtype, counts)
+    sa = spikes(rng, (heads, L, hw), ds, dtype, counts)
+    y4 = y.reshape(L, heads, 2, d)
+    ref = np.zeros((heads, L, hw), dtype)
+    for j in range(d):                           # out[h, l, p]: j ascending
+        t = np.einsum("lh,ph->hlp", y4[:, :, 0, j], s.reshape(hw, heads, d)[:, :, j])
+        ref = np.where(t != 0, ref + t, ref)
+    out = np.full((heads, L, hw), np.nan, dtype)
+    assert K.dssa_scores(y, s, heads, out) == int(np.count_nonzero(s)) * L
+    np.testing.assert_array_equal(out, ref)
+    ref2 = np.zeros((hw, heads, d), dtype)
+    for l in range(L):                           # out[p, h*d + j]: l ascending
+        t = sa[:, l, :].T[:, :, None] * y4[l, :, 1, :][None]
+        ref2 = np.where(t != 0, ref2 + t, ref2)
+    out2 = np.full((hw, c), np.nan, dtype)
+    assert K.dssa_out(y, sa, heads, out2) == int(np.count_nonzero(sa)) * d
+    np.testing.assert_array_equal(out2, ref2.reshape(hw, c))
