@@ -159,3 +159,43 @@ def test_conv2d_events_matches_frame_conv(k, stride, pad, n, dtype, seed):
 def test_conv_rejects_bad_groups():
     with pytest.raises(ValueError):
         K.conv2d_scatter(np.zeros((3, 3, 4)), np.zeros((3, 3, 3, 4)), np.zeros(4), 1, 1, 1, np.zeros((3, 3, 4)))
+
+
+@pytest.mark.parametrize("kh,stride,pad,groups,cig,cpg,block_bytes", [
+    (3, 1, 1, 1, 40, 24, None),          # one block; 8-row sums (~20 non-zero channels per pixel)
+    (3, 1, 1, 1, 40, 24, 8 * 24 * 8),    # channel segments of 8 (nsub = 5), one tap per block
+    (3, 2, 1, 1, 24, 16, 3 * 24 * 16 * 8),   # whole channels, 3 taps per block, stride 2
+    (3, 1, 1, 3, 16, 8, None),           # grouped
+    (2, 2, 0, 4, 12, 8, 2 * 4 * 8 * 8),  # grouped, segments of 2 channels x 4 groups, stride = kernel
+    (1, 1, 0, 1, 64, 20, 16 * 20 * 8),   # 1x1, segments of 16
+])
+@pytest.mark.parametrize("kind", ["spike", "real"])
+def test_scatter_blocks_and_row_sums(kh, stride, pad, groups, cig, cpg, block_bytes, kind):
+    """Layers wide enough for the 8-row sums and the L2 blocks (taps x channel segments), forced with a
+    small block_bytes: same result as the twin (exact for integer weights and spikes)."""
+    rng = np.random.default_rng(kh * 100 + cig)
+    dt = np.float64
+    x = make_input(rng, (7, 6, cig * groups), 0.5, kind, dt)
+    w = rng.integers(-3, 4, (kh, kh, cig, cpg * groups)).astype(dt)
+    b = rng.integers(-3, 4, cpg * groups).astype(dt)
+    ref = D.conv2d(x, w, b, stride, pad, groups)
+    out = np.full(ref.shape, np.nan, dt)
+    kw = {} if block_bytes is None else dict(block_bytes=block_bytes)
+    K.conv2d_scatter_only(x, w, b, stride, pad, groups, out, **kw)
+    if kind == "spike":
+        np.testing.assert_array_equal(out, ref)
+    else:
+        assert np.all(np.abs(out - ref) <= bound(x, w, b, stride, pad, groups, dt))
+
+
+def test_scatter_and_dense_into_non_contiguous_out():
+    rng = np.random.default_rng(3)
+    x = make_input(rng, (5, 6, 8), 0.4, "spike", np.float32)
+    w = rng.integers(-3, 4, (3, 3, 8, 10)).astype(np.float32)
+    b = rng.integers(-3, 4, 10).astype(np.float32)
+    ref = D.conv2d(x, w, b, 1, 1, 1)
+    for thr in (SCATTER, DENSE):
+        big = np.full((5, 6, 20), np.nan, np.float32)
+        K.conv2d_scatter(x, w, b, 1, 1, 1, big[:, :, ::2], dense_above=thr)
+        np.testing.assert_array_equal(big[:, :, ::2], ref)
+        assert np.isnan(big[:, :, 1::2]).all()

@@ -55,3 +55,30 @@ def test_linear_spike_count_by_hand():
 def test_linear_rejects_shape_mismatch():
     with pytest.raises(ValueError):
         K.linear_scatter(np.zeros((2, 3)), np.zeros((4, 5)), np.zeros(5), np.zeros((2, 5)))
+
+
+def test_linear_counts_exact_on_mixed_rows():
+    """Rows of spikes summed as integers must give the ordered float64 sum exactly, also after rows
+    of real values (whose running sum is not an integer)."""
+    rng = np.random.default_rng(5)
+    rows = [np.where(rng.random(16) < 0.4, 1.0, 0.0), rng.standard_normal(16) * 1e-3,
+            np.where(rng.random(16) < 0.4, 1.0, 0.0), np.zeros(16), rng.integers(0, 3, 16).astype(float)]
+    for order in ([0, 1, 2], [1, 0, 2, 3], [2, 4, 0, 1, 2], [3, 0]):
+        x = np.stack([rows[i] for i in order]).astype(np.float32)
+        want = 0.0
+        for v in x.ravel():
+            want += float(v)
+        nnz, pairs, weighted = K.linear_counts(x, 3)
+        assert (nnz, pairs, weighted) == (np.count_nonzero(x), 3 * np.count_nonzero(x), want * 3)
+
+
+def test_linear_into_non_contiguous_out():
+    rng = np.random.default_rng(6)
+    x = make_input(rng, (9, 12), 0.3, "spike", np.float32)
+    w = rng.integers(-3, 4, (12, 5)).astype(np.float32)
+    b = rng.integers(-3, 4, 5).astype(np.float32)
+    for thr in (2.0, -1.0):
+        big = np.full((9, 10), np.nan, np.float32)
+        K.linear_scatter(x, w, b, big[:, ::2], dense_above=thr)
+        np.testing.assert_array_equal(big[:, ::2], D.linear(x, w, b))
+        assert np.isnan(big[:, 1::2]).all()

@@ -1,9 +1,10 @@
-"""Benchmark the event-driven synaptic kernels against a dense im2col + BLAS baseline.
+"""Benchmark the event-driven synaptic kernels against their dense (im2col + BLAS) path.
 
 For realistic layers and input spike densities it reports the time per call of the event path
-(scatter forced), the accumulates/s it achieves, the time of a dense NumPy/BLAS conv of the same
-layer, and the break-even density below which the event path wins. A raw scatter-add loop gives the
-ceiling for accumulates/s. JIT warm-up is timed separately (`--cold` compiles from scratch).
+(scatter forced), the accumulates/s it achieves, the time of the kernels' own dense path on the same
+layer (conv2d_dense / linear_dense: im2col + BLAS matmul), and the break-even density below which the
+event path wins. A raw scatter-add loop (one weight row per pass over the output row) is the reference
+for accumulates/s. JIT warm-up is timed separately (`--cold` compiles from scratch).
 
     python tools/bench_kernels.py [--threads 1] [--dtype float32] [--json] [--quick] [--cold]
 """
@@ -38,7 +39,6 @@ if ARGS.cold:
 import numpy as np  # noqa: E402
 import numba  # noqa: E402
 from numba import njit  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import evrt.kernels as K  # noqa: E402
 
@@ -69,26 +69,9 @@ def timeit(fn, min_time, min_reps=3):
     return best
 
 
-def dense_conv_blas(x, w, b, stride, pad, groups, out):
-    """Baseline a dense runtime would use: im2col, then one (batched over groups) BLAS matmul."""
-    kh, kw, cig, cout = w.shape
-    ho, wo = out.shape[:2]
-    xp = np.pad(x, ((pad, pad), (pad, pad), (0, 0))) if pad else x
-    win = sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:ho, :wo]
-    cols = win.transpose(0, 1, 3, 4, 2).reshape(ho * wo, kh * kw, groups, cig)
-    cpg = cout // groups
-    if groups == 1:
-        res = cols.reshape(ho * wo, kh * kw * cig) @ w.reshape(kh * kw * cig, cout)
-    else:
-        cg = cols.transpose(2, 0, 1, 3).reshape(groups, ho * wo, kh * kw * cig)
-        wg = w.reshape(kh * kw, cig, groups, cpg).transpose(2, 0, 1, 3).reshape(groups, kh * kw * cig, cpg)
-        res = np.matmul(cg, wg).transpose(1, 0, 2).reshape(ho * wo, cout)
-    out[...] = res.reshape(ho, wo, cout) + b
-
-
 @njit(cache=True)
 def raw_scatter_add(rows, w, out):
-    """Ceiling: add contiguous weight rows w[r] into out[i] for a list of (i, r)."""
+    """Reference: add contiguous weight rows w[r] into out[i], one row per pass, for a list of (i, r)."""
     cout = w.shape[1]
     for e in range(rows.shape[0]):
         o = out[rows[e, 0]]
@@ -108,10 +91,7 @@ def make_layer(spec, dtype, rng):
         xshape = (h, wd, cin)
         event = lambda x, o=out: K.conv2d_scatter(x, w, b, stride, pad, groups, o, dense_above=2.0)
         auto = lambda x, o=out: K.conv2d_scatter(x, w, b, stride, pad, groups, o)
-        if groups == cin == cout and groups > 1:    # depthwise: BLAS has nothing to batch; numba dense loop
-            dense = lambda x, o=out: K.conv2d_dense(x, w, b, stride, pad, groups, o)
-        else:
-            dense = lambda x, o=out: dense_conv_blas(x, w, b, stride, pad, groups, o)
+        dense = lambda x, o=out: K.conv2d_dense(x, w, b, stride, pad, groups, o)
         dense_ops = ho * wo * cout * k * k * (cin // groups)
         thr = K.default_dense_above(k, k, cin // groups, cout // groups, groups)
     else:
@@ -121,7 +101,7 @@ def make_layer(spec, dtype, rng):
         xshape = (n, cin)
         event = lambda x, o=out: K.linear_scatter(x, w2, b, o, dense_above=2.0)
         auto = lambda x, o=out: K.linear_scatter(x, w2, b, o)
-        dense = lambda x, o=out: np.add(x @ w2, b, out=o)
+        dense = lambda x, o=out: K.linear_dense(x, w2, b, o)
         dense_ops = n * cin * cout
         thr = K.DENSE_ABOVE_LINEAR
     return dict(name=name, xshape=xshape, event=event, auto=auto, dense=dense, dense_ops=dense_ops, auto_above=thr)
@@ -214,7 +194,7 @@ def main():
           f"numpy {np.__version__}")
     print(f"JIT warm-up of all kernels ({'cold compile' if ARGS.cold else 'numba cache if present'}): "
           f"{t_kernels:.2f} s (+ bench loop {t_raw:.2f} s)")
-    print("raw scatter-add ceiling (random rows): " + ", ".join(
+    print("raw scatter-add, one row at a time (random rows): " + ", ".join(
         f"Cout={c}: {r / 1e9:.2f} G acc/s" for c, r in result["raw_scatter_add"].items()))
     print()
     hdr = f"{'layer':26s} {'dens':>5s} {'pairs':>11s} {'event ms':>9s} {'G acc/s':>8s} {'dense ms':>9s} " \
@@ -229,8 +209,8 @@ def main():
                   f"{r['acc_per_s'] / 1e9:8.2f} {r['dense_ms']:9.3f} {r['auto_ms']:8.3f} {r['speedup']:10.2f}x")
         print(f"{'':26s} break-even density (event = dense): {lay['break_even']}; "
               f"auto switches above {lay['auto_dense_above']:.0%}")
-    print("\nevent = conv2d_scatter/linear_scatter with the scatter path forced; dense = im2col + BLAS matmul"
-          " (depthwise: the kernel's dense numba loop);"
+    print("\nevent = conv2d_scatter/linear_scatter with the scatter path forced; dense = conv2d_dense/linear_dense,"
+          " the kernels' dense path (im2col + BLAS matmul; depthwise: a dense numba loop);"
           "\nauto = the kernel's own choice (dense path above the layer kind's measured break-even).")
     return 0
 

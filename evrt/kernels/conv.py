@@ -7,21 +7,22 @@ paths return the same counts because the counts come from the input and the geom
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
-from numpy.lib.stride_tricks import sliding_window_view
 
-# Fraction of non-zero inputs above which the dense path is taken, per layer kind. Break-even densities
-# measured by tools/bench_kernels.py (float32, 1 thread, shared 2-core x86 box, ±30 % noise): full 3x3
-# convs 15-19 %, 1x1 convs 20-24 %, grouped convs (GWFFN-like, 32 channels per group) ~40 %.
-# Depthwise: none. The dense loop does 9 vectorised MACs per input for the price of the event path's
-# scan of the map, so a depthwise conv fed a dense map goes dense whenever any input is non-zero.
-# 2026-11 (tools/bench.py, tools/bench_kernels.py): the event path now lists the non-zero inputs once and
-# adds each pixel's weight rows tap by tap (6-9 G acc/s against 25-35 GMAC/s for im2col + BLAS); in
-# isolation full 3x3 convs break even at ~25 %, inside whole models (colder caches) nearer 20 %.
-DENSE_ABOVE_CONV = 0.2
-DENSE_ABOVE_1X1 = 0.2
-DENSE_ABOVE_GROUPED = 0.4
+# Fraction of non-zero inputs above which the dense path is taken, per layer kind. Depthwise: always
+# dense (the dense loop does 9 vectorised MACs per input for the price of the event path's scan).
+# 2026-11, after the event path began summing 8 weight rows per pass and blocking weights for L2 and the
+# dense path lost its im2col copies: per-step event vs dense time on the real inputs of the three
+# benchmark models (out/bench/*.evrt, 16-step clips, float32, 1 thread, min of 3 process_time runs on
+# the shared 2-core Zen3 box, ±30 % noise), the thresholds that minimise the summed time per kind:
+# full convs 0.30-0.35 (break-even ~0.3 at 128-256 outputs, lower for narrow outputs), 1x1 convs flat
+# over 0.25-0.4 (~0.1 at 32 outputs, ~0.35 at 384-768), grouped convs (32 channels per group) ~0.25.
+DENSE_ABOVE_CONV = 0.3
+DENSE_ABOVE_1X1 = 0.3
+DENSE_ABOVE_GROUPED = 0.25
 DENSE_ABOVE_DW = 0.0
 DENSE_ABOVE = DENSE_ABOVE_CONV      # kept for callers that want one number
 
@@ -66,10 +67,16 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
         for xx in range(w):
             xrow = x[yy, xx]
             n_px = 0
-            s_px = 0.0
-            for c in range(cin):        # branch-free so it vectorises: zeros add nothing to the sum
-                n_px += xrow[c] != 0
-                s_px += np.float64(xrow[c])
+            other = 0
+            for c in range(cin):        # integer sums: they vectorise (a float sum keeps its order)
+                v = xrow[c]
+                n_px += v != 0
+                other += (v != 0) & (v != 1)
+            s_px = np.float64(n_px)     # a sum of ones, exactly as the ordered float sum below gives it
+            if other:
+                s_px = 0.0
+                for c in range(cin):
+                    s_px += np.float64(xrow[c])
             g = ny[yy] * nx[xx] * cout_per_group
             nnz += n_px
             pairs += n_px * g
@@ -85,96 +92,191 @@ def _fill_bias(b, out):
             out[oy, ox, :] = b
 
 
+# Weight bytes the event path keeps hot at a time: larger layers are cut into blocks of kernel taps and
+# input channels, and the output map is accumulated block by block. Half the 512 KiB per-core L2 of the
+# Zen3 box (the rest holds output rows and input lists); on the benchmark models' real inputs 128-256 KiB
+# were best, 512 KiB and unblocked 10-35 % slower for 3x3 convs with 0.6-2.4 MB of weights (1x1
+# expansions, 192 -> 768, were ~5 % faster unblocked: each block re-reads their wide output rows).
+BLOCK_BYTES = 256 * 1024
+
+
 @njit(cache=True)
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out):
-    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts."""
+def _nz_csr(x, groups, nsub, ptr, idx):
+    """The non-zero channels of x (H, W, C) listed per (pixel, segment), each group's channels cut into
+    nsub equal segments: segment s = ((y * W + x) * nsub + sub) * groups + g lists the offsets within the
+    segment of its non-zero channels in idx[ptr[s]:ptr[s + 1]]. Segments are counted first (vectorised)
+    and empty ones skipped; the others are compacted branch-free (write every offset, advance on
+    non-zeros; an unsigned cursor spares the negative-index test): no mispredicted branch per element
+    at 5-50 % density. ptr needs H*W*groups*nsub + 1 entries, idx x.size + 1.
+    Returns whether all non-zeros are 1."""
+    h, wd, c = x.shape
+    cig = c // groups
+    sw = cig // nsub
+    ptr[0] = 0
+    n = np.uint64(0)
+    other = 0
+    s = 1
+    for yy in range(h):
+        for xx in range(wd):
+            row = x[yy, xx]
+            for sub in range(nsub):
+                for g in range(groups):
+                    c0 = g * cig + sub * sw
+                    seg = row[c0:c0 + sw]
+                    cnt = 0
+                    for ci in range(sw):
+                        v = seg[ci]
+                        cnt += v != 0
+                        other += (v != 0) & (v != 1)
+                    if cnt:
+                        for ci in range(sw):
+                            idx[n] = ci
+                            n += np.uint64(seg[ci] != 0)
+                    ptr[s] = n
+                    s += 1
+    return other == 0
+
+
+@njit(cache=True)
+def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
+    """The event path: out4 (Ho, Wo, groups, Cout/groups) = b2 + conv(x, w3), w3 the weight rows
+    (kh*kw*Cin/groups, groups, Cout/groups). Each non-zero input pixel adds, for every tap, the weight
+    rows of its non-zero channels into the output row of their group that the tap reaches. The work is
+    done in blocks of tpb taps x one of nsub channel segments (see _blocks) so that a block's weights
+    stay in L2; each block is a pass over the non-zero pixels."""
     h, wd, cin = x.shape
-    kh, kw, cig, cout = w.shape
+    _, groups, cpg = w3.shape
+    ho, wo = out4.shape[0], out4.shape[1]
+    cig = cin // groups
+    sw = cig // nsub
+    ones = _nz_csr(x, groups, nsub, ptr, idx)
+    for oy in range(ho):
+        for ox in range(wo):
+            out4[oy, ox] = b2
+    ny, oy_t, ky_t = _taps(h, ho, kh, stride, pad)
+    nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
+    for sub in range(nsub):
+        for t0 in range(0, kh * kw, tpb):
+            for yy in range(h):
+                for xx in range(wd):
+                    s0 = ((yy * wd + xx) * nsub + sub) * groups
+                    if ptr[s0] == ptr[s0 + groups]:
+                        continue
+                    xrow = x[yy, xx]
+                    for a in range(ny[yy]):
+                        oy = oy_t[yy, a]
+                        ky = ky_t[yy, a]
+                        for e in range(nx[xx]):
+                            t = ky * kw + kx_t[xx, e]
+                            if t < t0 or t >= t0 + tpb:
+                                continue
+                            ox = ox_t[xx, e]                   # locals: the stores below would reload them
+                            base = t * cig + sub * sw          # w3 row of the segment's channel 0
+                            for g in range(groups):
+                                k = ptr[s0 + g]
+                                k1 = ptr[s0 + g + 1]
+                                if k == k1:
+                                    continue
+                                orow = out4[oy, ox, g]
+                                if not ones:
+                                    c0 = g * cig + sub * sw
+                                    for q in range(k, k1):
+                                        r0 = w3[base + idx[q], g]
+                                        v = xrow[c0 + idx[q]]
+                                        for j in range(cpg):
+                                            orow[j] += v * r0[j]
+                                    continue
+                                # spikes: eight weight rows summed per pass over orow, so orow is loaded
+                                # and stored once per eight rows (1.5-2x the adds/s of one row at a time;
+                                # only the rounding order changes). Written inline: a call per (pixel,
+                                # tap) cost ~20 ns.
+                                while k + 8 <= k1:
+                                    r0 = w3[base + idx[k], g]
+                                    r1 = w3[base + idx[k + 1], g]
+                                    r2 = w3[base + idx[k + 2], g]
+                                    r3 = w3[base + idx[k + 3], g]
+                                    r4 = w3[base + idx[k + 4], g]
+                                    r5 = w3[base + idx[k + 5], g]
+                                    r6 = w3[base + idx[k + 6], g]
+                                    r7 = w3[base + idx[k + 7], g]
+                                    for j in range(cpg):
+                                        orow[j] += (((r0[j] + r1[j]) + (r2[j] + r3[j]))
+                                                    + ((r4[j] + r5[j]) + (r6[j] + r7[j])))
+                                    k += 8
+                                while k < k1:
+                                    r0 = w3[base + idx[k], g]
+                                    for j in range(cpg):
+                                        orow[j] += r0[j]
+                                    k += 1
+
+
+@njit(cache=True)
+def _scatter_depthwise(x, w, b, stride, pad, out):
+    """Depthwise event path (w (kh, kw, 1, C)): every non-zero input adds x * w[ky, kx, 0, c] to the
+    channel c of each output it reaches (rows of one weight do not suit the row-summing kernel)."""
+    h, wd, c = x.shape
+    kh, kw = w.shape[0], w.shape[1]
     ho, wo, _ = out.shape
-    cpg = cout // groups
     _fill_bias(b, out)
     ny, oy_t, ky_t = _taps(h, ho, kh, stride, pad)
     nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
-    depthwise = cig == 1 and cpg == 1
-    nzc = np.empty(cin, np.int64)
-    nzv = np.empty(cin, x.dtype)
-    nzl = np.empty(cin, np.int64)       # grouped: channel within its group
-    nzo = np.empty(cin, np.int64)       # grouped: first output channel of its group
+    nzc = np.empty(c, np.int64)
     for yy in range(h):
-        if ny[yy] == 0:
-            continue
         for xx in range(wd):
-            if nx[xx] == 0:
-                continue
             xrow = x[yy, xx]
-            # list the pixel's non-zero channels once and reuse the list for every tap: the output row
-            # of a tap then stays in L1 while all of the pixel's weight rows are added into it
             nz = 0
-            ones = True
-            for c in range(cin):
-                v = xrow[c]
-                if v != 0:
-                    nzc[nz] = c
-                    nzv[nz] = v
-                    nz += 1
-                    if v != 1:
-                        ones = False
-            if nz == 0:
-                continue
-            if depthwise:
-                # one weight per channel
-                for a in range(ny[yy]):
-                    for e in range(nx[xx]):
-                        orow = out[oy_t[yy, a], ox_t[xx, e]]
-                        wrow = w[ky_t[yy, a], kx_t[xx, e], 0]
-                        for t in range(nz):
-                            c = nzc[t]
-                            orow[c] += nzv[t] * wrow[c]
-                continue
-            if groups == 1:
-                for a in range(ny[yy]):
-                    oy = oy_t[yy, a]
-                    ky = ky_t[yy, a]
-                    for e in range(nx[xx]):
-                        orow = out[oy, ox_t[xx, e]]
-                        wk = w[ky, kx_t[xx, e]]
-                        if ones:        # spikes: plain adds, no multiply
-                            for t in range(nz):
-                                wrow = wk[nzc[t]]
-                                for j in range(cout):
-                                    orow[j] += wrow[j]
-                        else:
-                            for t in range(nz):
-                                wrow = wk[nzc[t]]
-                                v = nzv[t]
-                                for j in range(cout):
-                                    orow[j] += v * wrow[j]
-                continue
-            # grouped: each non-zero channel adds a Cout/groups slice of its group; taps outermost
-            for t in range(nz):
-                c = nzc[t]
-                g = c // cig
-                nzl[t] = c - g * cig
-                nzo[t] = g * cpg
+            for ch in range(c):
+                nzc[nz] = ch
+                nz += xrow[ch] != 0
             for a in range(ny[yy]):
-                oy = oy_t[yy, a]
-                ky = ky_t[yy, a]
                 for e in range(nx[xx]):
-                    orow_all = out[oy, ox_t[xx, e]]
-                    wk = w[ky, kx_t[xx, e]]
+                    orow = out[oy_t[yy, a], ox_t[xx, e]]
+                    wrow = w[ky_t[yy, a], kx_t[xx, e], 0]
                     for t in range(nz):
-                        co0 = nzo[t]
-                        # slices indexed from 0: LLVM then knows j >= 0 (no negative-index wraparound
-                        # test in the loop) and vectorises it (6x faster than range(co0, ...))
-                        orow = orow_all[co0:co0 + cpg]
-                        wrow = wk[nzl[t], co0:co0 + cpg]
-                        if ones:        # spikes: plain adds, no multiply
-                            for j in range(cpg):
-                                orow[j] += wrow[j]
-                        else:
-                            v = nzv[t]
-                            for j in range(cpg):
-                                orow[j] += v * wrow[j]
+                        ch = nzc[t]
+                        orow[ch] += xrow[ch] * wrow[ch]
+
+
+_tls = threading.local()
+
+
+def _scratch(name, n, dtype):
+    """A per-thread buffer of n elements reused across calls: a fresh multi-MB array per call costs its
+    page faults (~10 % of a sparse layer's time)."""
+    buf = getattr(_tls, name, None)
+    if buf is None or buf.size < n or buf.dtype != dtype:
+        buf = np.empty(n, dtype)
+        setattr(_tls, name, buf)
+    return buf[:n]
+
+
+def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
+    """(nsub, tpb): each group's channels cut into nsub segments (the smallest divisor of cig whose rows
+    of one tap, all groups, fit in block_bytes) and tpb taps per block."""
+    nsub = 1
+    while nsub < cig and (cig % nsub or groups * (cig // nsub) * cpg * itemsize > block_bytes):
+        nsub += 1
+    return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
+
+
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES):
+    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts."""
+    kh, kw, cig, cout = w.shape
+    cpg = cout // groups
+    if cig == 1 and cpg == 1 and groups > 1:
+        _scatter_depthwise(x, w, b, stride, pad, out)
+        return
+    nsub, tpb = _blocks(kh * kw, cig, cpg, groups, w.itemsize, block_bytes)
+    # weight and output rows split by group: every row the kernel adds is then a whole (contiguous) row
+    w3 = np.ascontiguousarray(w).reshape(kh * kw * cig, groups, cpg)
+    b2 = np.ascontiguousarray(b).reshape(groups, cpg)
+    o = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+    ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
+    idx = _scratch("idx", x.size + 1, np.int32)
+    o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
+    _conv_scatter(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx)
+    if o is not out:
+        out[...] = o
 
 
 @njit(cache=True)
@@ -201,28 +303,54 @@ def _conv_dense_depthwise(x, w, b, stride, pad, out):
                         orow[j] += xrow[j] * wrow[j]
 
 
+@njit(cache=True)
+def _im2col(x, kh, kw, stride, pad, ho, wo, cols):
+    """cols (groups, Ho*Wo, kh*kw*Cin/groups) <- each output's input patch in w's (ky, kx, ci) order,
+    zeros outside the map."""
+    h, wd, cin = x.shape
+    groups = cols.shape[0]
+    cig = cin // groups
+    for g in range(groups):
+        c0 = g * cig
+        for oy in range(ho):
+            for ox in range(wo):
+                crow = cols[g, oy * wo + ox]
+                for ky in range(kh):
+                    iy = oy * stride - pad + ky
+                    for kx in range(kw):
+                        ix = ox * stride - pad + kx
+                        dst = crow[(ky * kw + kx) * cig:(ky * kw + kx + 1) * cig]
+                        if 0 <= iy < h and 0 <= ix < wd:
+                            src = x[iy, ix, c0:c0 + cig]
+                            for c in range(cig):
+                                dst[c] = src[c]
+                        else:
+                            for c in range(cig):
+                                dst[c] = 0
+
+
 def _conv_dense_blas(x, w, b, stride, pad, groups, out):
     """im2col + BLAS: one matmul (groups == 1; a plain reshape for 1x1 stride-1 unpadded convs) or one
-    batched matmul over the groups."""
+    batched matmul over the groups. The columns are written by a numba loop into a reused buffer:
+    np.pad + a strided-view copy into a new array took ~20 % of the path (copies and page faults)."""
     kh, kw, cig, cout = w.shape
     ho, wo, _ = out.shape
     cpg = cout // groups
-    if kh == kw == 1 and pad == 0:
-        cols = x[::stride, ::stride][:ho, :wo].reshape(ho * wo, 1, cig * groups)
+    p, k = ho * wo, kh * kw * cig
+    if kh == kw == 1 and pad == 0 and groups == 1:
+        cols = x[::stride, ::stride][:ho, :wo].reshape(1, p, k)
     else:
-        xp = np.pad(x, ((pad, pad), (pad, pad), (0, 0))) if pad else x
-        win = sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:ho, :wo]
-        cols = win.transpose(0, 1, 3, 4, 2).reshape(ho * wo, kh * kw, cig * groups)   # (ky, kx, ci): w's order
+        cols = _scratch("cols", groups * p * k, x.dtype).reshape(groups, p, k)
+        _im2col(x, kh, kw, stride, pad, ho, wo, cols)
     if groups == 1:
-        cols2, w2 = cols.reshape(ho * wo, kh * kw * cig), w.reshape(kh * kw * cig, cout)
-        if out.flags.c_contiguous and cols2.dtype == w2.dtype == out.dtype:
-            np.matmul(cols2, w2, out=out.reshape(ho * wo, cout))
+        w2 = w.reshape(k, cout)
+        if out.flags.c_contiguous and cols.dtype == w2.dtype == out.dtype:
+            np.matmul(cols[0], w2, out=out.reshape(p, cout))
         else:
-            out[...] = (cols2 @ w2).reshape(ho, wo, cout)
+            out[...] = (cols[0] @ w2).reshape(ho, wo, cout)
     else:
-        cg = cols.reshape(ho * wo, kh * kw, groups, cig).transpose(2, 0, 1, 3).reshape(groups, ho * wo, -1)
-        wg = w.reshape(kh * kw, cig, groups, cpg).transpose(2, 0, 1, 3).reshape(groups, kh * kw * cig, cpg)
-        out[...] = np.matmul(cg, wg).transpose(1, 0, 2).reshape(ho, wo, cout)
+        wg = w.reshape(kh * kw, cig, groups, cpg).transpose(2, 0, 1, 3).reshape(groups, k, cpg)
+        out[...] = np.matmul(cols, wg).transpose(1, 0, 2).reshape(ho, wo, cout)
     out += b
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Measured break-even density of the event path against one BLAS matmul (tools/bench_kernels.py):
-# 20-25 % for 256 -> 1024 on 64-256 tokens.
-DENSE_ABOVE_LINEAR = 0.2
+from .conv import conv2d_scatter_only
+
+# Break-even density of the event path against one BLAS matmul, measured as for the convs' thresholds
+# (evrt/kernels/conv.py): ~0.3 for 256 -> 256 on 64 tokens, 0.22-0.26 for 1024 -> 256, ~0.4 for 256 -> 1024.
+DENSE_ABOVE_LINEAR = 0.3
 
 
 @njit(cache=True)
@@ -21,32 +23,26 @@ def linear_counts(x, cout):
     weighted = 0.0
     for i in range(n):
         xrow = x[i]
-        for c in range(cin):            # branch-free so it vectorises: zeros add nothing to the sum
-            nnz += xrow[c] != 0
-            weighted += np.float64(xrow[c])
+        n_row = 0
+        other = 0
+        for c in range(cin):            # integer sums: they vectorise (a float sum keeps its order)
+            v = xrow[c]
+            n_row += v != 0
+            other += (v != 0) & (v != 1)
+        nnz += n_row
+        if other == 0 and weighted == np.floor(weighted) and abs(weighted) < 2.0 ** 52:
+            weighted += n_row           # adding the row's ones one by one gives exactly this
+        else:
+            for c in range(cin):
+                weighted += np.float64(xrow[c])
     return nnz, nnz * cout, weighted * cout
 
 
-@njit(cache=True)
 def linear_scatter_only(x, w, b, out):
-    """The event path alone: out = b + x @ w touching only non-zero inputs. No counts."""
+    """The event path alone: out = b + x @ w touching only non-zero inputs. No counts.
+    It is the event conv kernel on the (N, 1, Cin) view (a 1x1 conv): same adds, same order."""
     n, cin = x.shape
-    cout = w.shape[1]
-    for i in range(n):
-        orow = out[i]
-        orow[:] = b
-        xrow = x[i]
-        for c in range(cin):
-            v = xrow[c]
-            if v == 0:
-                continue
-            wrow = w[c]
-            if v == 1:          # a spike: plain adds
-                for j in range(cout):
-                    orow[j] += wrow[j]
-            else:
-                for j in range(cout):
-                    orow[j] += v * wrow[j]
+    conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :])
 
 
 def linear_dense(x, w, b, out):
