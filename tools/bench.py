@@ -300,6 +300,8 @@ def rate_needed(r, budget_s):
     lo, hi = 1e8, 1e14
     if synaptic_time(r, hi) > budget_s:
         return float("inf")
+    if synaptic_time(r, lo) <= budget_s:
+        return lo
     for _ in range(60):
         mid = (lo * hi) ** 0.5
         lo, hi = (lo, mid) if synaptic_time(r, mid) <= budget_s else (mid, hi)
@@ -650,7 +652,9 @@ def write_report(raw_path, out_path):
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 
         def g_(x):
-            return "unreachable" if x == float("inf") else f"{x / 1e9:.1f} G acc/s"
+            if x == float("inf"):
+                return "unreachable"
+            return "≤ 0.1 G acc/s" if x <= 1.01e8 else f"{x / 1e9:.1f} G acc/s"
         for r in bounded:
             t = by[(r["model"], "torch", r["threads"])]
             tm, em = _median(t["per_sample_s"]), _median(r["per_sample_s"])

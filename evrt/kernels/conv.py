@@ -54,6 +54,19 @@ def _taps(n_in, n_out, k, stride, pad):
 
 
 @njit(cache=True)
+def row_counts(row):
+    """(non-zeros, non-zeros other than 1) of a 1-D row, as integer sums: they vectorise, and a row of
+    0/1 values needs no float sum (its sum is its non-zero count)."""
+    n = 0
+    other = 0
+    for c in range(row.size):
+        v = row[c]
+        n += v != 0
+        other += (v != 0) & (v != 1)
+    return n, other
+
+
+@njit(cache=True)
 def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     """(nnz, pairs, weighted) for a conv over x: every non-zero input reaches
     ny[y] * nx[x] * cout_per_group output neurons."""
@@ -66,12 +79,7 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     for yy in range(h):
         for xx in range(w):
             xrow = x[yy, xx]
-            n_px = 0
-            other = 0
-            for c in range(cin):        # integer sums: they vectorise (a float sum keeps its order)
-                v = xrow[c]
-                n_px += v != 0
-                other += (v != 0) & (v != 1)
+            n_px, other = row_counts(xrow)
             s_px = np.float64(n_px)     # a sum of ones, exactly as the ordered float sum below gives it
             if other:
                 s_px = 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv import conv2d_scatter_only
+from .conv import conv2d_scatter_only, row_counts
 
 # Break-even density of the event path against one BLAS matmul, measured as for the convs' thresholds
 # (evrt/kernels/conv.py): ~0.3 for 256 -> 256 on 64 tokens, 0.22-0.26 for 1024 -> 256, ~0.4 for 256 -> 1024.
@@ -23,12 +23,7 @@ def linear_counts(x, cout):
     weighted = 0.0
     for i in range(n):
         xrow = x[i]
-        n_row = 0
-        other = 0
-        for c in range(cin):            # integer sums: they vectorise (a float sum keeps its order)
-            v = xrow[c]
-            n_row += v != 0
-            other += (v != 0) & (v != 1)
+        n_row, other = row_counts(xrow)
         nnz += n_row
         if other == 0 and weighted == np.floor(weighted) and abs(weighted) < 2.0 ** 52:
             weighted += n_row           # adding the row's ones one by one gives exactly this
