@@ -16,9 +16,9 @@ It writes docs/BENCHMARKS.md (tables, plot, machine, command), docs/bench/*.csv 
 
     python tools/bench.py [--threads 1 2] [--quick] [--out docs/BENCHMARKS.md] [--compare OLD_RESULTS_JSON]
 
-It also measures this machine's scatter-add ceiling and best GEMM rate and from them a lower bound on
-the synaptic time of each model (the best speed-up any event/dense runtime could reach at the measured
-firing rates), and with --compare how far the timings are from an earlier run.
+It also measures this machine's best GEMM rate, evrt's event-conv rate and the core's add throughput,
+and from them the event accumulate rate each model would need to be 5x faster than the reference at
+its measured firing rates; with --compare, how far the timings are from an earlier run.
 
 Random checkpoints and folded graphs are cached under out/bench/ (rebuilt with --rebuild).
 """

@@ -8,7 +8,8 @@ from numba import njit
 @njit(cache=True)
 def _max_into(acc, src):
     for j in range(acc.size):
-        acc[j] = np.fmax(acc[j], src[j])   # vectorises (2.5x over a compare-and-select); no NaNs here
+        # fmax vectorises (a compare-and-select did not: 2.5x); like the old `if v > acc` it ignores a NaN
+        acc[j] = np.fmax(acc[j], src[j])
 
 
 @njit(cache=True)
@@ -17,8 +18,8 @@ def maxpool2d(x, k, stride, pad, out):
     in-bounds values compete (correct for real-valued BN outputs as well as spikes).
     Ho = (H + 2 pad - k) // stride + 1 (floor mode).
     Separable: per output row, the max over its k input rows runs over whole W*C rows (long vector
-    loops), then each output pixel takes the max over k columns of that row: 3x faster than a 3x3 window
-    of C-long loops for C = 32."""
+    loops), then each output pixel takes the max over k columns of that row. With fmax: 3x faster than
+    the compare-and-store window loop (3x3/2 on 128x128x32)."""
     h, w, c = x.shape
     ho, wo, _ = out.shape
     xc = np.ascontiguousarray(x)
