@@ -13,10 +13,10 @@ from parity import (make_graph, random_gesture_events, test_ac_counters_equal_co
 
 torch = require_torch()
 
-from evrt.framing import FrameSpec, clip_frames  # noqa: E402
-from tools.reference.checkpoints import (randomize_for_firing, save_rtformer_checkpoint,  # noqa: E402
+from evrt.framing import FrameSpec  # noqa: E402
+from tools.reference.checkpoints import (calibrate_on_events, save_rtformer_checkpoint,  # noqa: E402
                                          save_spikingresformer_checkpoint)
-from tools.reference.golden import run_golden  # noqa: E402
+from tools.reference.golden import golden_pair  # noqa: E402
 from tools.reference.rtformer import RTFormer  # noqa: E402
 from tools.reference.spikingresformer import SpikingResformer  # noqa: E402
 
@@ -48,13 +48,11 @@ def case(request, tmp_path_factory):
     model = cfg["build"](T)
     spec = FrameSpec(T=T, sensor_size=sensor, **cfg["spec"])
     streams = [random_gesture_events(cfg["n_events"], seed, sensor) for seed in (1, 2)]
-    calib = torch.as_tensor(np.stack([clip_frames(e, spec, np.float32) for e in streams], axis=1))
-    randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=cfg["neg"])
+    calibrate_on_events(model, spec, streams, cfg["neg"])
     path = tmp_path_factory.mktemp("ckpt") / f"{request.param}{cfg['ext']}"
     cfg["save"](model, path, T)
     graph = make_graph(path, cfg["arch"], timesteps=T, sensor=sensor, input_size=sensor[0] // 2)
-    goldens = [(ev, run_golden(model, clip_frames(ev, spec), torch.float64),
-                run_golden(model, clip_frames(ev, spec, np.float32), torch.float32)) for ev in streams]
+    goldens = [(ev, *golden_pair(model, spec, ev)) for ev in streams]
     return request.param, graph, goldens
 
 

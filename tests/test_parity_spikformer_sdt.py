@@ -3,7 +3,6 @@
 without torch, then compared spike by spike (spec §10)."""
 import argparse
 
-import numpy as np
 import pytest
 
 from conftest import require_torch
@@ -13,10 +12,10 @@ from parity import (make_graph, random_gesture_events, test_ac_counters_equal_co
 
 torch = require_torch()
 
-from evrt.framing import FrameSpec, clip_frames  # noqa: E402
-from tools.reference.checkpoints import (randomize_for_firing, save_sdt_checkpoint,  # noqa: E402
+from evrt.framing import FrameSpec  # noqa: E402
+from tools.reference.checkpoints import (calibrate_on_events, save_sdt_checkpoint,  # noqa: E402
                                          save_spikformer_checkpoint)
-from tools.reference.golden import run_golden  # noqa: E402
+from tools.reference.golden import golden_pair  # noqa: E402
 from tools.reference.sdt import SDT  # noqa: E402
 from tools.reference.spikformer import Spikformer  # noqa: E402
 
@@ -54,12 +53,9 @@ def case(request, tmp_path_factory):
     # two streams for the small configurations, one for the full ones (each costs minutes in CI)
     seeds = (1,) if request.param.endswith("full") else (1, 2)
     streams = [random_gesture_events(cfg["n_events"], seed, sensor) for seed in seeds]
-    calib = torch.as_tensor(np.stack([clip_frames(random_gesture_events(cfg["n_events"], seed, sensor), spec, np.float32)
-                                      for seed in (1, 2)], axis=1))
-    randomize_for_firing(model, seed=3, calib=calib)
+    calibrate_on_events(model, spec, [random_gesture_events(cfg["n_events"], seed, sensor) for seed in (1, 2)])
     path = tmp_path_factory.mktemp("ckpt") / f"{request.param}{cfg['ext']}"
     cfg["save"](model, path, T)
     graph = make_graph(path, cfg["arch"], sensor=sensor)
-    goldens = [(ev, run_golden(model, clip_frames(ev, spec), torch.float64),
-                run_golden(model, clip_frames(ev, spec, np.float32), torch.float32)) for ev in streams]
+    goldens = [(ev, *golden_pair(model, spec, ev)) for ev in streams]
     return request.param, graph, goldens

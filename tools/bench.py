@@ -108,19 +108,16 @@ def prepare_reference(name, rebuild=False):
     gpath = CACHE / f"{name}.evrt"
     if ckpt.exists() and gpath.exists() and not rebuild:
         return ckpt, gpath
-    import numpy as np
     import torch
     from evrt.archs import convert
     from evrt.checkpoint import load_checkpoint
-    from evrt.framing import FrameSpec, clip_frames
-    from tools.reference.checkpoints import randomize_for_firing
+    from evrt.framing import FrameSpec
+    from tools.reference.checkpoints import calibrate_on_events
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     build, save = _builders(name)
     model = build()
-    spec = FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"])
-    calib = torch.as_tensor(np.stack([clip_frames(ev, spec, np.float32) for ev in calib_samples()], axis=1))
-    randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=cfg["neg"])
+    calibrate_on_events(model, FrameSpec(T=16, sensor_size=SENSOR, **cfg["spec"]), calib_samples(), cfg["neg"])
     save(model, ckpt)
     graph = convert(load_checkpoint(ckpt), cfg["arch"], **cfg["convert"])
     graph.save(gpath)

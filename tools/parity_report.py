@@ -14,18 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evrt.archs import convert  # noqa: E402
 from evrt.checkpoint import load_checkpoint  # noqa: E402
-from evrt.framing import FrameSpec, clip_frames  # noqa: E402
+from evrt.framing import FrameSpec  # noqa: E402
 from tools.parity import (compare_float64, end_to_end_float32, random_gesture_events,  # noqa: E402
                           teacher_forced_float32)
 from tools.reference import checkpoints as ck  # noqa: E402
-from tools.reference.golden import run_golden  # noqa: E402
+from tools.reference.golden import golden_pair  # noqa: E402
 from tools.reference.rtformer import RTFormer  # noqa: E402
 from tools.reference.sdt import SDT  # noqa: E402
 from tools.reference.spikformer import Spikformer  # noqa: E402
@@ -54,17 +53,15 @@ def run_family(name, cfg, workdir):
     torch.manual_seed(0)
     model = cfg["build"]()
     spec = FrameSpec(T=cfg["T"], sensor_size=cfg["sensor"], **cfg["spec"])
-    calib = torch.as_tensor(np.stack([clip_frames(random_gesture_events(cfg["n"], s, cfg["sensor"]), spec, np.float32)
-                                      for s in (1, 2)], axis=1))
-    ck.randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=cfg.get("neg", 0.0))
+    ck.calibrate_on_events(model, spec, [random_gesture_events(cfg["n"], s, cfg["sensor"]) for s in (1, 2)],
+                           cfg.get("neg", 0.0))
     path = workdir / f"{cfg['arch']}{cfg['ext']}"
     cfg["save"](model, path)
     t0 = time.perf_counter()
     graph = convert(load_checkpoint(path), cfg["arch"], timesteps=cfg["T"], sensor=cfg["sensor"], **cfg.get("kw", {}))
     convert_s = time.perf_counter() - t0
     ev = random_gesture_events(cfg["n"], 1, cfg["sensor"])
-    g64 = run_golden(model, clip_frames(ev, spec), torch.float64)
-    g32 = run_golden(model, clip_frames(ev, spec, np.float32), torch.float32)
+    g64, g32 = golden_pair(model, spec, ev)
     mism, rel, _, _ = compare_float64(graph, g64, ev)
     forced = teacher_forced_float32(graph, g32, ev)
     err, ref_err, _, ok = end_to_end_float32(graph, g64, g32, ev)

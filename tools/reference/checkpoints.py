@@ -12,6 +12,16 @@ from .rtformer import TSBN
 from spikingjelly.activation_based import neuron as ab_neuron
 
 
+def calibrate_on_events(model: nn.Module, spec, streams, neg_gamma_frac: float = 0.0) -> nn.Module:
+    """randomize_for_firing(seed=3) with its running statistics fitted to the float32 frames of event
+    `streams` (framed by `spec`, one batch entry per stream): the recipe of the parity tests, the parity
+    report and the benchmarks."""
+    import numpy as np
+    from evrt.framing import clip_frames
+    calib = torch.as_tensor(np.stack([clip_frames(e, spec, np.float32) for e in streams], axis=1))
+    return randomize_for_firing(model, seed=3, calib=calib, neg_gamma_frac=neg_gamma_frac)
+
+
 def _bn_like(m):
     return isinstance(m, (nn.modules.batchnorm._BatchNorm, TSBN))
 

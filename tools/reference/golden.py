@@ -32,6 +32,14 @@ def _as_input(frames, dtype):
     return x.unsqueeze(1) if x.dim() == 4 else x
 
 
+def golden_pair(model, spec, events) -> tuple[dict, dict]:
+    """The float64 and float32 goldens of one event stream framed by ``spec`` (each precision framed in
+    its own dtype, as evrt's parity and fast modes are)."""
+    from evrt.framing import clip_frames
+    return (run_golden(model, clip_frames(events, spec), torch.float64),
+            run_golden(model, clip_frames(events, spec, np.float32), torch.float32))
+
+
 @torch.no_grad()
 def run_golden(model, frames, dtype=torch.float64, record_inputs: bool = False, strict: bool = True) -> dict:
     """Run a copy of ``model`` (cast to ``dtype``, eval, fresh state) on frames [T,C,H,W] or [T,B,C,H,W].
