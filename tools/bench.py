@@ -309,6 +309,9 @@ def rate_needed(r, budget_s):
 OP_GROUPS = {"conv2d": "synaptic (conv)", "linear": "synaptic (linear)", "events_in": "input",
              "lif": "neurons", "if": "neurons", "table_lif": "neurons", "dif": "neurons",
              "maxpool": "pooling", "maxpool_delta": "pooling"}
+ATTENTION_OPS = {"ssa", "sdsa_kv", "dssa_scores", "dssa_out", "tprod_qk", "tprod_av"}
+GROUP_ORDER = ("synaptic (conv)", "synaptic (linear)", "neurons", "pooling", "attention products", "input",
+               "other (add, reshape, mean, mask)")
 
 
 def time_by_group(r):
@@ -319,11 +322,6 @@ def time_by_group(r):
         g = OP_GROUPS.get(t, "attention products" if t in ATTENTION_OPS else "other (add, reshape, mean, mask)")
         out[g] = out.get(g, 0.0) + sec
     return out
-
-
-GROUP_ORDER = ("synaptic (conv)", "synaptic (linear)", "neurons", "pooling", "attention products", "input",
-               "other (add, reshape, mean, mask)")
-ATTENTION_OPS = {"ssa", "sdsa_kv", "dssa_scores", "dssa_out", "tprod_qk", "tprod_av"}
 
 
 def _framer(meta):
