@@ -1,4 +1,4 @@
-"""Per-layer counters and the energy report (DESIGN "Counting").
+"""Per-layer counters and the energy report (docs/SEMANTICS.md, "Counting").
 
 ACs and MACs are what the kernels actually performed. Beside them the report gives the papers'
 estimate: input firing rate × the dense op count of the layer, so users can see the difference.
@@ -24,6 +24,7 @@ class LayerCount:
     in_nonzero: int = 0       # summed over steps
     in_size: int = 0          # per step
     real_input: bool = False  # the papers count such a layer as dense MACs
+    kind: str = ""            # the op's declared kind (evrt.ops.Kind): input, synaptic, neuron, ...
 
     def add(self, stats) -> None:
         self.spikes += stats.spikes
@@ -44,7 +45,7 @@ class Report:
             in_rate = l.in_nonzero / (l.in_size * self.steps) if l.in_size and self.steps else 0.0
             est = (l.dense_ops * self.steps) if l.real_input else in_rate * l.dense_ops * self.steps
             out.append({
-                "name": l.name, "type": l.type, "shape": list(l.shape), "neurons": l.neurons,
+                "name": l.name, "type": l.type, "kind": l.kind, "shape": list(l.shape), "neurons": l.neurons,
                 "spikes": l.spikes, "firing_rate": rate, "acs": l.acs, "macs": l.macs,
                 "energy_pj": l.acs * PJ_PER_AC + l.macs * PJ_PER_MAC,
                 "dense_ops": l.dense_ops * self.steps, "input_rate": in_rate,

@@ -1,6 +1,6 @@
 """Session: runs a folded graph one timestep at a time, holding all neuron state.
 
-Readout (DESIGN "Execution"):
+Readout (docs/SEMANTICS.md, "Readout"):
 - clip mode: the prediction is the mean of the step outputs since the last reset; the state is reset
   every T steps (every sample) — identical to the reference, which is trained on T-step clips.
 - continuous mode: the prediction is the sliding mean over the last T step outputs; the state is reset
@@ -17,7 +17,7 @@ import numpy as np
 from .counters import LayerCount, Report
 from .errors import GraphError
 from .graph import Graph
-from .ops import build
+from .ops import Kind, build
 
 PRECISIONS = {"float32": np.float32, "float64": np.float64}
 
@@ -115,8 +115,8 @@ class Session:
         for impl in self.impls:
             self._totals.layers[impl.name] = LayerCount(
                 impl.name, impl.op.type, tuple(impl.out_shape), neurons=impl.neurons, dense_ops=impl.dense_ops,
-                in_size=impl.in_size if impl.is_synaptic or impl.op.type == "events_in" else 0,
-                real_input=impl.op.attrs.get("in_kind") == "real")
+                in_size=impl.in_size if impl.kind.counts_acs or impl.kind is Kind.INPUT else 0,
+                real_input=impl.a.get("in_kind") == "real", kind=impl.kind.value)
         self.ctx.dropped_events = 0
 
     @property
@@ -265,8 +265,7 @@ class Session:
         reset = f"state reset every {self.reset_every} steps" if self.reset_every else "state never reset"
         read = ("readout = mean since the last reset" if self.mode == "clip"
                 else f"readout = mean of the last {self.T} steps")
-        tables = any(i.op.type == "table_lif" or ("w" in i.op.params and getattr(i, "per_step", False))
-                     for i in self.impls)
+        tables = any(i.per_step for i in self.impls)
         held = f"; per-step tables beyond step {self.T - 1} hold the last step's values" \
             if tables and (not self.reset_every or self.reset_every > self.T) else ""
         return f"{self.mode} mode: {read}; {reset}{held}"

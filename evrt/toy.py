@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .archs.common import GraphBuilder
-from .framing import FrameSpec
-from .graph import Graph
+from .graph import Graph, GraphBuilder
 
 
 def toy_graph(seed: int = 0, T: int = 8, sensor: tuple[int, int] = (32, 32), channels: int = 16,
@@ -19,14 +17,12 @@ def toy_graph(seed: int = 0, T: int = 8, sensor: tuple[int, int] = (32, 32), cha
     def conv(cout, cin, gain):
         return rng.normal(0, gain / np.sqrt(cin * 9), (cout, cin, 3, 3))
 
-    x = g.add("input", "events_in", ["events"], width=width, height=height, channels=2,
-              sensor_width=width, sensor_height=height, bin=1)
+    x = g.input(T=T, width=width, height=height)      # the input op and the clip framing, together
     y = g.conv_bn("conv1", x, conv(c1, 2, 3.0), rng.normal(0.1, 0.1, c1), None, pad=1, in_kind="events")
     s = g.lif("lif1", y, ref_shape=[c1, height, width])
     s = g.add("pool1", "maxpool", [s], k=3, stride=2, pad=1)
-    h, w = (height + 1) // 2, (width + 1) // 2
     y = g.conv_bn("conv2", s, conv(c2, c1, 4.0), rng.normal(0.2, 0.1, c2), None, stride=2, pad=1)
-    h, w = (h + 1) // 2, (w + 1) // 2
+    h, w, _ = g.shape(y)                               # the builder infers every op's shape
     s = g.lif("lif2", y, ref_shape=[c2, h, w])
     tokens = g.add("tokens", "reshape", [s], shape=[h * w, c2])
     qkv = []
@@ -41,7 +37,6 @@ def toy_graph(seed: int = 0, T: int = 8, sensor: tuple[int, int] = (32, 32), cha
     x = g.add("attn.residual", "add", [y, tokens])
     f = g.add("features", "mean", [x])
     g.linear_bn("head", f, rng.normal(0, 1.0, (num_classes, c2)), np.zeros(num_classes), None, in_kind="real")
-    spec = FrameSpec(T=T, sensor_size=(width, height))
-    return g.graph({"family": "toy", "T": T, "output": "head", "frame": spec.to_dict(),
+    return g.graph({"family": "toy", "T": T, "output": "head",
                     "classes": [f"class_{i}" for i in range(num_classes)], "readout": "mean_logits",
                     "stream": {"count": 2000, "window_us": None}})

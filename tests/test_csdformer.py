@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evrt.ops_temporal  # noqa: F401  (registers the op types)
 from evrt.archs import csdformer as arch
 from evrt.engine import Session
 from evrt.graph import Graph

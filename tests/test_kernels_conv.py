@@ -89,7 +89,7 @@ def test_conv2d_matches_twin_on_every_path(c):
     outs = []
     for thr in (SCATTER, DENSE, AUTO):
         out = np.full(oshape, np.nan, c["dtype"])          # must be fully overwritten
-        pairs, weighted = K.conv2d_scatter(x, w, b, s, p, g, out, dense_above=thr)
+        _, pairs, weighted = K.conv2d_scatter(x, w, b, s, p, g, out, dense_above=thr)
         assert pairs == want_pairs                          # integer equality, whatever the path
         if c["kind"] == "real":
             assert weighted == pytest.approx(want_w, rel=1e-9, abs=1e-9)
@@ -108,10 +108,10 @@ def test_conv_counts_known_geometry():
     # one spike in the corner of a 4x4 map, 3x3 kernel pad 1 stride 1 reaches 2x2 outputs x Cout
     x = np.zeros((4, 4, 1)); x[0, 0, 0] = 1
     w = np.ones((3, 3, 1, 5)); out = np.zeros((4, 4, 5))
-    assert K.conv2d_scatter(x, w, np.zeros(5), 1, 1, 1, out) == (20, 20.0)
+    assert K.conv2d_scatter(x, w, np.zeros(5), 1, 1, 1, out) == K.Counts(nnz=1, pairs=20, weighted=20.0)
     # a count of 3 in the centre reaches 9 outputs: 45 pairs, weighted 135
     x[0, 0, 0] = 0; x[2, 2, 0] = 3
-    assert K.conv2d_scatter(x, w, np.zeros(5), 1, 1, 1, out) == (45, 135.0)
+    assert K.conv2d_scatter(x, w, np.zeros(5), 1, 1, 1, out) == K.Counts(nnz=1, pairs=45, weighted=135.0)
     np.testing.assert_array_equal(out[1:4, 1:4], 3.0)
     assert out[0].sum() == 0
 
@@ -144,14 +144,15 @@ def test_conv2d_events_matches_frame_conv(k, stride, pad, n, dtype, seed):
     ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
     ref, ref_pairs = D.conv2d_events(ys, xs, cs, w, b, stride, pad, h, wd)
     out = np.full((ho, wo, cout), np.nan, dtype)
-    pairs = K.conv2d_events(ys, xs, cs, w, b, stride, pad, out)
+    nnz, pairs, weighted = K.conv2d_events(ys, xs, cs, w, b, stride, pad, out)
+    assert nnz == n and weighted == pairs
     np.testing.assert_array_equal(out, ref)
     assert pairs == ref_pairs
     # the same frame through conv2d_scatter: its `weighted` count equals the per-event pairs
     frame = np.zeros((h, wd, cin), dtype)
     np.add.at(frame, (ys.astype(int), xs.astype(int), cs.astype(int)), 1)
     out2 = np.zeros_like(out)
-    _, weighted = K.conv2d_scatter(frame, w, b, stride, pad, 1, out2)
+    weighted = K.conv2d_scatter(frame, w, b, stride, pad, 1, out2).weighted
     assert weighted == pairs
     np.testing.assert_array_equal(out2, out)
 

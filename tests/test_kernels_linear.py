@@ -33,7 +33,8 @@ def test_linear_matches_twin(n, cin, cout, density, kind, dtype, int_w, seed):
     assert D.linear_counts(x, cout) == (want_pairs, pytest.approx(want_w))
     for thr in (2.0, -1.0, K.DENSE_ABOVE_LINEAR):
         out = np.full((n, cout), np.nan, dtype)
-        pairs, weighted = K.linear_scatter(x, w, b, out, dense_above=thr)
+        nnz, pairs, weighted = K.linear_scatter(x, w, b, out, dense_above=thr)
+        assert nnz == np.count_nonzero(x)
         assert pairs == want_pairs
         assert weighted == pytest.approx(want_w, rel=1e-12, abs=1e-9)
         if kind != "real":
@@ -48,7 +49,7 @@ def test_linear_spike_count_by_hand():
     x = np.array([[0, 1, 0], [2, 0, 1]], np.float32)
     w = np.arange(12, dtype=np.float32).reshape(3, 4)
     out = np.zeros((2, 4), np.float32)
-    assert K.linear_scatter(x, w, np.zeros(4, np.float32), out) == (12, 16.0)
+    assert K.linear_scatter(x, w, np.zeros(4, np.float32), out) == K.Counts(nnz=3, pairs=12, weighted=16.0)
     np.testing.assert_array_equal(out, [[4, 5, 6, 7], [8, 11, 14, 17]])
 
 

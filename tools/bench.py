@@ -265,7 +265,7 @@ def machine_rates():
     w = rng.standard_normal((3, 3, 128, 256)).astype(np.float32)
     bias = np.zeros(256, np.float32)
     out = np.empty((32, 32, 256), np.float32)
-    pairs = K.conv2d_scatter(x, w, bias, 1, 1, 1, out, dense_above=2.0)[0]
+    pairs = K.conv2d_scatter(x, w, bias, 1, 1, 1, out, dense_above=2.0).pairs
     event = pairs / best(lambda: K.conv2d_scatter(x, w, bias, 1, 1, 1, out, dense_above=2.0))
     rows = rng.standard_normal((8, 256)).astype(np.float32)
     acc = np.zeros(256, np.float32)

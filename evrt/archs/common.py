@@ -1,11 +1,12 @@
-"""Shared pieces of the architecture mappers: checked state-dict access and a small graph builder."""
+"""Shared pieces of the architecture mappers: checked state-dict access and stem helpers.
+`GraphBuilder` lives beside `Graph` (evrt/graph.py) and is re-exported here for the mappers."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import CheckpointError
-from ..fold import bn_affine, conv_runtime, fold_affine, linear_runtime
-from ..graph import Graph, Op
+from ..fold import bn_affine
+from ..graph import GraphBuilder  # noqa: F401  (re-export: the mappers' and importers' builder)
 
 
 class Weights:
@@ -43,38 +44,6 @@ class Weights:
         return sorted(k for k in self.state if k not in self.used and not k.endswith(self.IGNORED_SUFFIXES))
 
 
-class GraphBuilder:
-    """Appends ops; parameters are kept in float64 (rounded once by the Session)."""
-
-    def __init__(self):
-        self.ops: list[Op] = []
-
-    def add(self, name: str, type_: str, inputs: list[str], params: dict | None = None, **attrs) -> str:
-        self.ops.append(Op(name, type_, list(inputs), attrs, {k: np.asarray(v, np.float64) for k, v in (params or {}).items()}))
-        return name
-
-    def conv_bn(self, name, src, w, bias, bn, *, stride=1, pad=0, groups=1, in_kind="spike", scale=1.0):
-        """torch conv weight (+ optional bias) followed by BN affine (a, b) -> one conv2d op."""
-        wf, bf = fold_affine(w, bias, *bn) if bn is not None else fold_affine(w, bias, np.ones(w.shape[0]), np.zeros(w.shape[0]))
-        return self.add(name, "conv2d", [src], {"w": conv_runtime(wf) * scale, "b": bf},
-                        stride=stride, pad=pad, groups=groups, in_kind=in_kind)
-
-    def linear_bn(self, name, src, w, bias, bn, *, in_kind="spike"):
-        wf, bf = fold_affine(w, bias, *bn) if bn is not None else fold_affine(w, bias, np.ones(w.shape[0]), np.zeros(w.shape[0]))
-        return self.add(name, "linear", [src], {"w": linear_runtime(wf), "b": bf}, in_kind=in_kind)
-
-    def lif(self, name, src, *, k=0.5, vth=1.0, ref_shape=None, ref_layout="channels_first", h_scale=1.0):
-        """ref_shape/ref_layout say how the reference lays out this neuron's tensor (for goldens);
-        h_scale converts this neuron's membrane to the reference's (a folded input scale)."""
-        return self.add(name, "lif", [src], k=float(k), vth=float(vth), ref_shape=ref_shape,
-                        ref_layout=ref_layout, h_scale=h_scale)
-
-    def graph(self, meta: dict) -> Graph:
-        g = Graph(meta, self.ops)
-        g.check()
-        return g
-
-
 # the MS_SPS / SPS stem stages shared by Spikformer, SDT and RTFormer: (conv, BN, LIF, pool) names
 STEM_STAGES = [(f"proj_conv{i}", f"proj_bn{i}", f"proj_lif{i}", f"maxpool{i}") for i in ("", "1", "2", "3")]
 
@@ -96,5 +65,7 @@ def attention_heads(w: Weights, embed: int, args: dict, default: int) -> int:
     return heads
 
 
-def pool_out(size: int, k: int = 3, s: int = 2, p: int = 1) -> int:
-    return (size + 2 * p - k) // s + 1
+def chw(shape) -> list[int]:
+    """A runtime (H, W, C) shape as the reference's [C, H, W] (a neuron's ref_shape)."""
+    h, w, c = shape
+    return [c, h, w]

@@ -28,8 +28,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..fold import conv_runtime, fold_affine, linear_runtime
-from .. import ops_temporal  # noqa: F401  (registers the op types this graph uses)
-from .common import GraphBuilder, Weights, pool_out
+from .common import GraphBuilder, Weights
 
 FAMILY = "csdformer"
 BUILD_ARGS = ("neuron",)
@@ -115,8 +114,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     grid, D, heads = hp["img_size"], hp["embed_dims"], hp["num_heads"]
     if width != height or width % grid:
         raise CheckpointError(f"{FAMILY}: sensor {width}x{height} cannot be binned to the {grid}x{grid} model grid")
-    g.add("input", "events_in", ["events"], width=grid, height=grid, channels=hp["in_channels"],
-          sensor_width=width, sensor_height=height, bin=width // grid)
+    g.input(T=T, width=grid, height=grid, sensor=(width, height), bin=width // grid, channels=hp["in_channels"])
     b.last["events"] = b.last["input"] = T - 1
 
     # tokenizer
@@ -130,7 +128,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
         s, levels = _quant(w, f"{p}.act{i}")
         act = b.dif(f"{p}.act{i}", conv, s, s / 2 + shift, levels, [c, h, h], "channels_first")
         src = b.add(f"{p}.pool{i}", "maxpool_delta", [act], k=3, stride=2, pad=1)
-        h = pool_out(h)
+        h = g.shape(src)[0]
         s_in, kind = s, "spike"
     n = h * h
     x = b.add("patch_embed.tokens", "reshape", [src], shape=[n, D])
@@ -179,7 +177,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
           in_kind="count")
     meta = {"family": FAMILY, "hparams": hp, "T": steps_total, "input_steps": int(T), "output": "head",
             "neuron": neuron,
-            "frame": {"T": int(T), "sensor_size": [width, height], "resize": None, "sum_channel": False},
             "folding": [
                 "BatchNorm folded into the preceding conv/linear (float64); input steps folded into weights",
                 "quantised ReLU -> IF neuron: threshold θ/L, soft reset, <= L spikes, membrane starts at "

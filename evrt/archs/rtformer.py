@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..fold import bn_affine, conv_runtime, fold_affine, linear_runtime, merge_branches, tsbn_neuron_tables
-from .common import GraphBuilder, Weights, attention_heads, count_blocks, pool_out
+from .common import GraphBuilder, Weights, attention_heads, chw, count_blocks
 
 FAMILY = "rtformer"
 BRANCH_KERNELS = (3, 3, 1, 1, 0)   # 0 = identity
@@ -103,33 +103,30 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     g, w = m.g, m.w
     width, height = sensor
     D, heads, depth, pooling = hp["embed_dims"], hp["num_heads"], hp["depth"], hp["pooling_stat"]
-    x = g.add("input", "events_in", ["events"], width=width, height=height, channels=hp["in_channels"],
-              sensor_width=width, sensor_height=height, bin=1)
-    h, wd = height, width
+    x = g.input(T=T, width=width, height=height, channels=hp["in_channels"])
     wt = w.get("patch_embed.proj_conv.weight")
     c = wt.shape[0]
     y = g.add("patch_embed.proj_conv", "conv2d", [x], {"w": conv_runtime(wt), "b": np.zeros(c)},
               stride=1, pad=1, groups=1, in_kind="events")
-    s = m.table_lif("patch_embed.proj_lif", y, m.tsbn("patch_embed.proj_bn", c), [c, h, wd])
+    s = m.table_lif("patch_embed.proj_lif", y, m.tsbn("patch_embed.proj_bn", c), chw(g.shape(y)))
 
     def pool(i, src):
-        nonlocal h, wd
         if pooling[i] != "1":
             return src
-        h, wd = pool_out(h), pool_out(wd)
         return g.add(f"patch_embed.maxpool{'' if i == 0 else i}", "maxpool", [src], k=3, stride=2, pad=1)
 
     s = pool(0, s)
     for k in (1, 2):
         k_t, b_t, ab, c = m.spatial_core(f"patch_embed.core{k}", s, c)
         y = m.per_step_conv(f"patch_embed.core{k}", s, k_t, b_t, pad=1)
-        s = pool(k, m.table_lif(f"patch_embed.proj_lif{k}", y, ab, [c, h, wd]))
+        s = pool(k, m.table_lif(f"patch_embed.proj_lif{k}", y, ab, chw(g.shape(y))))
     k_t, b_t, (a, b), c = m.spatial_core("patch_embed.core3", s, c)
     if c != D:
         raise CheckpointError(f"{FAMILY}: the stem ends with {c} channels, the blocks expect {D}")
     k_t = k_t * a[:, :, None, None, None]
     b_t = b_t * a + b
     u = pool(3, m.per_step_conv("patch_embed.core3", s, k_t, b_t, pad=1))
+    h, wd, _ = g.shape(u)
     s = g.lif("patch_embed.proj_lif3", u, ref_shape=[D, h, wd])
     rw, rb = m.affine_per_step(w.get("patch_embed.rpe_conv.weight", (D, D, 3, 3)), None, m.tsbn("patch_embed.rpe_bn", D))
     y = m.per_step_conv("patch_embed.rpe_conv", s, rw, rb, pad=1)
@@ -170,7 +167,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     k = hp["num_classes"]
     g.linear_bn("head", z, w.get("head.weight", (k, D)), w.get("head.bias", (k,)), None)
     meta = {"family": FAMILY, "hparams": hp, "T": T, "output": "head",
-            "frame": {"T": T, "sensor_size": [width, height], "resize": None, "sum_channel": False},
             "state_beyond_T": "clip mode resets every T steps (default); continuous mode holds step T-1's tables",
             "folding": ["TSBN in front of a LIF -> per-(t, channel) neuron tables r, c, theta, sign (exact, spec §6)",
                         "Spatial-Core branches + pointwise conv -> one 3x3 kernel per step (float64)",

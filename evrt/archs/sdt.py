@@ -1,4 +1,4 @@
-"""Spike-Driven Transformer v1, gesture configuration (spec §4, listing B) -> folded evrt graph.
+"""Spike-Driven Transformer v1, gesture configuration (docs/SEMANTICS.md, "Families") -> folded evrt graph.
 
 MS_SPS stem (pools chosen by `pooling_stat`; the 4th pool acts on the BN output, before the LIF, with
 -inf padding), real-valued membrane shortcuts, SDSA in the released code's form (column sum over
@@ -7,7 +7,7 @@ tokens of K∘V -> LIF(0.5) -> mask Q), MLP, head = token mean -> LIF -> linear.
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, count_blocks, pool_out
+from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, chw, count_blocks
 
 FAMILY = "sdt"
 STEM = STEM_STAGES[:3]   # the 4th conv's BN output is pooled before its LIF
@@ -34,22 +34,20 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     g = GraphBuilder()
     width, height = sensor
     D, heads, depth, pooling = hp["embed_dims"], hp["num_heads"], hp["depth"], hp["pooling_stat"]
-    src = g.add("input", "events_in", ["events"], width=width, height=height, channels=hp["in_channels"],
-                sensor_width=width, sensor_height=height, bin=1)
-    kind, h, wd = "events", height, width
+    src = g.input(T=T, width=width, height=height, channels=hp["in_channels"])
+    kind = "events"
     for i, (conv, bn, lif, pool) in enumerate(STEM):
         wt = w.get(f"patch_embed.{conv}.weight")
         c = wt.shape[0]
         y = g.conv_bn(f"patch_embed.{conv}", src, wt, None, w.bn(f"patch_embed.{bn}", c), pad=1, in_kind=kind)
-        src, kind = g.lif(f"patch_embed.{lif}", y, ref_shape=[c, h, wd]), "spike"
+        src, kind = g.lif(f"patch_embed.{lif}", y, ref_shape=chw(g.shape(y))), "spike"
         if pooling[i] == "1":
             src = g.add(f"patch_embed.{pool}", "maxpool", [src], k=3, stride=2, pad=1)
-            h, wd = pool_out(h), pool_out(wd)
     u = g.conv_bn("patch_embed.proj_conv3", src, w.get("patch_embed.proj_conv3.weight"), None,
                   w.bn("patch_embed.proj_bn3", D), pad=1)
     if pooling[3] == "1":   # max-pool of real-valued BN output: -inf padding
         u = g.add("patch_embed.maxpool3", "maxpool", [u], k=3, stride=2, pad=1)
-        h, wd = pool_out(h), pool_out(wd)
+    h, wd, _ = g.shape(u)
     s = g.lif("patch_embed.proj_lif3", u, ref_shape=[D, h, wd])
     y = g.conv_bn("patch_embed.rpe_conv", s, w.get("patch_embed.rpe_conv.weight", (D, D, 3, 3)), None,
                   w.bn("patch_embed.rpe_bn", D), pad=1)
@@ -83,7 +81,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     k = hp["num_classes"]
     g.linear_bn("head", z, w.get("head.weight", (k, D)), w.get("head.bias", (k,)), None)
     meta = {"family": FAMILY, "hparams": hp, "T": T, "output": "head",
-            "frame": {"T": T, "sensor_size": [width, height], "resize": None, "sum_channel": False},
             "folding": ["BatchNorm folded into the preceding conv/linear (float64)",
                         "talking_heads.weight is defined but unused by the reference forward pass"]}
     return g, meta, w.unused()

@@ -1,4 +1,4 @@
-"""Spikformer, DVS configuration (spec §3, listing A) -> folded evrt graph.
+"""Spikformer, DVS configuration (docs/SEMANTICS.md, "Families") -> folded evrt graph.
 
 Per timestep: SPS stem (4 × [conv3x3 → BN → LIF → maxpool on spikes]), relative position
 (conv3x3 → BN → LIF) added to the pooled spikes, `depth` blocks of SSA + MLP with spike shortcuts,
@@ -9,7 +9,7 @@ folded into the threshold (0.5 / 0.25 = 2, a power of two: bit-exact) and the ke
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, count_blocks, pool_out
+from .common import STEM_STAGES, GraphBuilder, Weights, attention_heads, chw, count_blocks
 
 FAMILY = "spikformer"
 ATTN_SCALE = 0.25
@@ -34,21 +34,19 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     width, height = sensor
     D, heads, depth = hp["embed_dims"], hp["num_heads"], hp["depth"]
     cin = hp["in_channels"]
-    x = g.add("input", "events_in", ["events"], width=width, height=height, channels=cin,
-              sensor_width=width, sensor_height=height, bin=1)
-    h, wd = height, width
+    x = g.input(T=T, width=width, height=height, channels=cin)
     src, kind = x, "events"
     for conv, bn, lif, pool in STEM:
         wt = w.get(f"patch_embed.{conv}.weight")
         c = wt.shape[0]
         y = g.conv_bn(f"patch_embed.{conv}", src, wt, None, w.bn(f"patch_embed.{bn}", c), pad=1, in_kind=kind)
-        s = g.lif(f"patch_embed.{lif}", y, ref_shape=[c, h, wd])
-        h, wd = pool_out(h), pool_out(wd)
+        s = g.lif(f"patch_embed.{lif}", y, ref_shape=chw(g.shape(y)))
         src, kind = g.add(f"patch_embed.{pool}", "maxpool", [s], k=3, stride=2, pad=1), "spike"
     if wt.shape[0] != D:
         raise CheckpointError(f"{FAMILY}: stem ends with {wt.shape[0]} channels, blocks expect {D}")
     y = g.conv_bn("patch_embed.rpe_conv", src, w.get("patch_embed.rpe_conv.weight", (D, D, 3, 3)), None,
                   w.bn("patch_embed.rpe_bn", D), pad=1)
+    h, wd, _ = g.shape(y)
     r = g.lif("patch_embed.rpe_lif", y, ref_shape=[D, h, wd])
     x = g.add("patch_embed.out", "add", [src, r])
     n = h * wd
@@ -78,7 +76,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     k = hp["num_classes"]
     g.linear_bn("head", f, w.get("head.weight", (k, D)), w.get("head.bias", (k,)), None, in_kind="real")
     meta = {"family": FAMILY, "hparams": hp, "T": T, "output": "head",
-            "frame": {"T": T, "sensor_size": [width, height], "resize": None, "sum_channel": False},
             "folding": ["BatchNorm folded into the preceding conv/linear (float64)",
                         f"SSA scale {ATTN_SCALE} folded into attn_lif's threshold (0.5 -> {0.5 / ATTN_SCALE})",
                         "head applied per step; the clip readout (mean of step logits) equals the reference's "

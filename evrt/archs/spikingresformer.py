@@ -66,11 +66,8 @@ class _Mapper:
 
     def neuron(self, name, src, ref_shape, *, vth=None, h_scale=None, ref_layout="channels_first"):
         k = _sigmoid(self.w.get(f"{name}.w", ())) if self.hp["neuron"] == "plif" else 0.5
-        nid = self.g.lif(name, src, k=k, ref_shape=ref_shape, ref_layout=ref_layout,
-                         h_scale=1.0 if h_scale is None else h_scale)
-        if vth is not None:
-            self.g.ops[-1].params["vth"] = np.asarray(vth, np.float64)
-        return nid
+        return self.g.add(name, "lif", [src], None if vth is None else {"vth": vth}, k=float(k), vth=1.0,
+                          ref_shape=ref_shape, ref_layout=ref_layout, h_scale=1.0 if h_scale is None else h_scale)
 
     def conv_bn(self, name, src, conv_key, bn_key, channels, **kw):
         return self.g.conv_bn(name, src, self.w.get(conv_key), None, self.w.bn(bn_key, channels), **kw)
@@ -81,7 +78,8 @@ class _Mapper:
         d = C // heads
         s = self.neuron(f"{p}.activation_in", x, [C, H, W])
         y = self.conv_bn(f"{p}.W", s, f"{p}.W.weight", f"{p}.norm.bn", 2 * C, stride=patch)
-        L = (H // patch) * (W // patch)
+        lh, lw, _ = g.shape(y)
+        L = lh * lw
         y = g.add(f"{p}.W.tokens", "reshape", [y], shape=[L, 2 * C])
         st = g.add(f"{p}.activation_in.tokens", "reshape", [s], shape=[H * W, C])
         a = g.add(f"{p}.attn", "dssa_scores", [y, st], heads=heads)
@@ -128,8 +126,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     if wt.shape[1] == 3:   # fold the sum channel into the two polarity channels
         wt = np.concatenate([wt[:, :1] + wt[:, 2:3], wt[:, 1:2] + wt[:, 2:3]], axis=1)
     resize = None if size == width else "antialias"
-    x = g.add("input", "events_in", ["events"], width=size, height=size, channels=2, frame_channels=3,
-              sensor_width=width, sensor_height=height, resize=resize, bin=1)
+    x = g.input(T=T, width=size, height=size, sensor=(width, height), resize=resize, sum_channel=True)
     x = g.conv_bn("prologue.0", x, wt, None, w.bn("prologue.1.bn", c1), pad=1,
                   in_kind="real" if resize else "count")
     H = W = size
@@ -140,7 +137,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
             p = f"layers.{s}.0"
             sp = m.neuron(f"{p}.activation", x, [C, H, W])
             x = m.conv_bn(f"{p}.conv", sp, f"{p}.conv.weight", f"{p}.norm.bn", width_s, stride=2, pad=1)
-            H, W, C = (H + 1) // 2, (W + 1) // 2, width_s
+            H, W, C = g.shape(x)
             i = 1
         for _ in range(nblocks):
             x = m.dssa(f"layers.{s}.{i}", x, C, heads, patch, (H, W))
@@ -150,7 +147,6 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     k = hp["num_classes"]
     g.linear_bn("classifier", f, w.get("classifier.weight", (k, C)), None, None, in_kind="real")
     meta = {"family": FAMILY, "hparams": hp, "T": T, "output": "classifier",
-            "frame": {"T": T, "sensor_size": [width, height], "resize": resize, "sum_channel": True},
             "folding": ["BatchNorm folded into the preceding conv (float64)",
                         "sum channel folded into the prologue conv (W0+W2, W1+W2)",
                         "DSSA scales from firing_rate_* buffers folded into the PLIF thresholds"]}

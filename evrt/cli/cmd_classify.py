@@ -6,7 +6,7 @@ import threading
 
 
 def register(sub) -> None:
-    from ..pipeline.cliutil import EVENTS_ADDR, PRED_ADDR, add_common, add_framing
+    from .options import EVENTS_ADDR, PRED_ADDR, add_common, add_framing
     p = sub.add_parser("classify", help="classify an event stream received over ZeroMQ",
                        description="Receive events (from `evrt source`), run the model one window at a time and "
                                    "publish predictions ([b'pred', JSON]) for `evrt watch` or any subscriber.")
@@ -28,7 +28,7 @@ def run(args) -> int:
     import zmq
 
     from ..pipeline.classify import ClassifyWorker, prediction_printer
-    from ..pipeline.cliutil import classifier_from, curve_from, describe_framer
+    from .options import classifier_from, curve_from, describe_framer
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
     from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
 

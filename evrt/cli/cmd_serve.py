@@ -14,7 +14,7 @@ import threading
 
 
 def register(sub) -> None:
-    from ..pipeline.cliutil import add_common, add_framing, add_mapping
+    from .options import add_common, add_framing, add_mapping
     from ..pipeline.source import CAMERA_HELP
     p = sub.add_parser("serve", help="camera -> model -> console in one command",
                        description="Run a source, the classifier and a console sink together. " + CAMERA_HELP)
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     from ..errors import EvrtError
     from ..pipeline.classify import ClassifyWorker, prediction_printer
-    from ..pipeline.cliutil import classifier_from, curve_from, describe_framer, mapping_from
+    from .options import classifier_from, curve_from, describe_framer, mapping_from
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
     from ..pipeline.sockets import open_socket
     from ..pipeline.source import Publisher, open_source, publish

@@ -7,7 +7,7 @@ import threading
 
 
 def register(sub) -> None:
-    from ..pipeline.cliutil import EVENTS_ADDR, add_common, add_mapping
+    from .options import EVENTS_ADDR, add_common, add_mapping
     from ..pipeline.source import CAMERA_HELP
     p = sub.add_parser("source", help="publish events from a camera or a recording over ZeroMQ",
                        description="Publish events from a camera or a recording. " + CAMERA_HELP)
@@ -27,7 +27,7 @@ def run(args) -> int:
     import zmq
 
     from ..errors import EvrtError
-    from ..pipeline.cliutil import curve_from, mapping_from
+    from .options import curve_from, mapping_from
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
     from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
     from ..pipeline.source import Publisher, list_cameras, open_source, publish

@@ -7,7 +7,7 @@ import time
 
 
 def register(sub) -> None:
-    from ..pipeline.cliutil import PRED_ADDR
+    from .options import PRED_ADDR
     p = sub.add_parser("watch", help="print live predictions", description="Print predictions as they arrive.")
     p.add_argument("--connect", default=PRED_ADDR, metavar="ADDR", help=f"prediction publisher (default {PRED_ADDR})")
     p.add_argument("--pattern", choices=("sub", "pull"), default="sub")
@@ -23,7 +23,7 @@ def run(args) -> int:
     import zmq
 
     from ..pipeline.classify import prediction_printer
-    from ..pipeline.cliutil import curve_from
+    from .options import curve_from
     from ..pipeline.metrics import Log, stop_on_signals
     from ..pipeline.protocol import TOPIC_EOS, ProtocolError, decode_json
     from ..pipeline.sockets import open_socket

@@ -1,8 +1,9 @@
-"""Options shared by the pipeline commands (source, classify, serve, watch)."""
+"""argparse options shared by the commands (source, classify, serve, watch, replay) and the objects
+built from them."""
 from __future__ import annotations
 
 from ..errors import EvrtError
-from .sockets import DEFAULT_HWM
+from ..pipeline.sockets import DEFAULT_HWM
 
 EVENTS_ADDR = "tcp://127.0.0.1:5555"
 PRED_ADDR = "tcp://127.0.0.1:5556"
@@ -39,7 +40,7 @@ def add_framing(p) -> None:
 
 
 def mapping_from(args):
-    from .source import SensorMap
+    from ..pipeline.source import SensorMap
     crop = None
     if args.crop:
         try:
@@ -52,7 +53,7 @@ def mapping_from(args):
 def curve_from(args):
     if not getattr(args, "curve_keys", None):
         return None
-    from .sockets import Curve
+    from ..pipeline.sockets import Curve
     return Curve(args.curve_keys)
 
 

@@ -12,6 +12,8 @@ import threading
 import numpy as np
 from numba import njit
 
+from .counts import Counts
+
 # Fraction of non-zero inputs above which the dense path is taken, per layer kind. Depthwise: always
 # dense (the dense loop does 9 vectorised MACs per input for the price of the event path's scan).
 # 2026-11, after the event path began summing 8 weight rows per pass and blocking weights for L2 and the
@@ -371,21 +373,15 @@ def conv2d_dense(x, w, b, stride, pad, groups, out):
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
 
-def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None):
-    """out (Ho, Wo, Cout) <- b + conv(x, w); returns (pairs, weighted).
+def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Counts:
+    """out (Ho, Wo, Cout) <- b + conv(x, w); returns Counts(nnz, pairs, weighted).
 
     pairs = number of (non-zero input, output neuron) pairs in bounds; weighted = Σ of the input value
-    over those pairs (float). Takes the event path unless more than `dense_above` of the inputs are
-    non-zero (None: the measured break-even for the layer kind; >= 1 forces the event path, a negative
-    value the dense path); the counts do not depend on the path.
+    over those pairs (float); nnz comes from the count pass that picks the path (no extra scan of x).
+    Takes the event path unless more than `dense_above` of the inputs are non-zero (None: the measured
+    break-even for the layer kind; >= 1 forces the event path, a negative value the dense path); the
+    counts do not depend on the path.
     """
-    _, pairs, weighted = conv2d_scatter_nnz(x, w, b, stride, pad, groups, out, dense_above)
-    return pairs, weighted
-
-
-def conv2d_scatter_nnz(x, w, b, stride, pad, groups, out, dense_above=None):
-    """conv2d_scatter that also returns the number of non-zero inputs: (nnz, pairs, weighted).
-    The count pass that picks the path gives nnz, so callers need no extra scan of x."""
     kh, kw, cig, cout = w.shape
     if x.shape[2] != cig * groups or cout % groups:
         raise ValueError(f"conv2d_scatter: x has {x.shape[2]} channels, w {w.shape} with groups={groups}")
@@ -397,15 +393,21 @@ def conv2d_scatter_nnz(x, w, b, stride, pad, groups, out, dense_above=None):
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
         conv2d_scatter_only(x, w, b, stride, pad, groups, out)
-    return nnz, pairs, weighted
+    return Counts(int(nnz), int(pairs), float(weighted))
 
 
-@njit(cache=True)
-def conv2d_events(ys, xs, cs, w, b, stride, pad, out):
+def conv2d_events(ys, xs, cs, w, b, stride, pad, out) -> Counts:
     """First layer fed by raw events: out = b + Σ_events w[:, :, c] placed at (y, x) (groups = 1).
     Each event adds its weight slice once (duplicates add twice); ys, xs, cs may be any integer dtype.
     Only in-bounds outputs are touched (the caller validates events against the sensor).
-    Returns pairs = Σ_events (number of in-bounds outputs reached) × Cout."""
+    Counts: nnz = events, pairs = weighted = Σ_events (number of in-bounds outputs reached) × Cout."""
+    pairs = int(_conv2d_events(ys, xs, cs, w, b, stride, pad, out))
+    return Counts(len(ys), pairs, float(pairs))
+
+
+@njit(cache=True)
+def _conv2d_events(ys, xs, cs, w, b, stride, pad, out):
+    """The event loop of conv2d_events; returns pairs."""
     kh, kw, _, cout = w.shape
     ho, wo, _ = out.shape
     _fill_bias(b, out)

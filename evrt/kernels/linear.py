@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from .conv import conv2d_scatter_only, row_counts
+from .counts import Counts
 
 # Break-even density of the event path against one BLAS matmul, measured as for the convs' thresholds
 # (evrt/kernels/conv.py): ~0.3 for 256 -> 256 on 64 tokens, 0.22-0.26 for 1024 -> 256, ~0.4 for 256 -> 1024.
@@ -50,7 +51,7 @@ def linear_dense(x, w, b, out):
 
 
 def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR):
-    """out (N, Cout) <- b + x @ w; returns (pairs, weighted) as conv2d_scatter (pairs = nnz(x) * Cout).
+    """out (N, Cout) <- b + x @ w; returns Counts as conv2d_scatter (pairs = nnz(x) * Cout).
     Event path unless more than `dense_above` of x is non-zero; the counts do not depend on the path."""
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"linear_scatter: x has {x.shape[1]} channels, w is {w.shape}")
@@ -59,4 +60,4 @@ def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR):
         linear_dense(x, w, b, out)
     else:
         linear_scatter_only(x, w, b, out)
-    return pairs, weighted
+    return Counts(int(nnz), int(pairs), float(weighted))

@@ -1,0 +1,110 @@
+"""Spiking neurons (docs/SEMANTICS.md, "Neurons"): state v has the output's shape; `ctx.trace` records
+the pre-fire membrane; `ctx.force` replaces the output spikes (and so the reset) by given spikes —
+teacher forcing for the parity tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels as K
+from .base import Attr, Kind, OpImpl, Param, op_type
+
+
+class Neuron(OpImpl):
+    kind = Kind.NEURON
+
+    def __init__(self, op, in_shapes, dtype, resolved=None):
+        super().__init__(op, in_shapes, dtype, resolved)
+        self.v = np.zeros(self.out_shape, dtype)
+        self.h = np.zeros(self.out_shape, dtype)
+        self.no_h = np.zeros(0, dtype)
+        c = self.out_shape[-1]
+        vth = self.op.params.get("vth")
+        if vth is None:
+            self.vth = np.full(c, self.attr("vth", 1.0), dtype)
+        elif vth.size in (1, c):   # per channel (last axis)
+            self.vth = np.ascontiguousarray(np.broadcast_to(vth.reshape(-1), (c,)), dtype=dtype)
+        else:                      # per element (e.g. per-head thresholds on (heads, L, HW)): kernels index i % size
+            self.vth = np.ascontiguousarray(np.broadcast_to(vth, self.out_shape), dtype=dtype).reshape(-1)
+
+    def reset(self):
+        self.v[...] = 0
+
+    def run(self, inputs, ctx):
+        x = np.ascontiguousarray(inputs[0], dtype=self.dtype).reshape(self.out_shape)
+        h = self.h if ctx.trace else self.no_h
+        forced = ctx.force.get(self.name) if ctx.force else None
+        if forced is not None:
+            f = np.ascontiguousarray(forced, dtype=self.dtype).reshape(self.out_shape)
+            n = self.fire_forced(x, f, h)
+        else:
+            n = self.fire(x, h)
+        self.stats.spikes = int(n)
+        if ctx.trace:
+            ctx.record(self.name, self.out, self.h)
+        return self.out
+
+
+@op_type("lif")
+class LIF(Neuron):
+    """LIF / PLIF: H = V + (X − V)·k; fire H ≥ vth; hard reset to 0. k = 1/τ (PLIF: float32
+    sigmoid(w)); vth a scalar attribute or a per-channel / per-element parameter."""
+    attrs = {"k": Attr(float, 0.5, check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+             "vth": Attr(float, 1.0)}
+    params = {"vth": Param(optional=True, broadcast="channel")}
+
+    def __init__(self, op, in_shapes, dtype, resolved=None):
+        super().__init__(op, in_shapes, dtype, resolved)
+        self.k = dtype(self.a["k"])
+
+    def fire(self, x, h):
+        return K.lif_step(x, self.v, self.k, self.vth, self.out, h)
+
+    def fire_forced(self, x, f, h):
+        return K.lif_step_forced(x, self.v, self.k, self.vth, f, self.out, h)
+
+
+@op_type("table_lif")
+class TableLIF(Neuron):
+    """LIF driven by per-(t, channel) tables r, c, theta, sign (TSBN folded into the neuron): H = r·V +
+    c + k·X. Beyond the last row the last step's tables are held (continuous mode)."""
+    attrs = {"k": Attr(float, 0.5), "vth": Attr(float, 1.0)}
+    params = {n: Param(("steps", "c")) for n in ("r", "c", "theta", "sign")}
+    per_step = True
+
+    @classmethod
+    def bind(cls, a, ins):
+        return {"c": ins[0][-1]}
+
+    def __init__(self, op, in_shapes, dtype, resolved=None):
+        super().__init__(op, in_shapes, dtype, resolved)
+        self.r, self.c, self.theta = self.param("r"), self.param("c"), self.param("theta")
+        self.sign = self.param("sign")
+        self.k = dtype(self.a["k"])
+        self.t = 0
+
+    def reset(self):
+        self.v[...] = 0
+        self.t = 0
+
+    def _row(self):
+        t = min(self.t, self.r.shape[0] - 1)
+        self.t += 1
+        self.row = t
+        return self.r[t], self.c[t], self.theta[t], self.sign[t]
+
+    def _unscale(self, h):
+        """The trace records the reference membrane V = a_t V' (a_t = vth / theta_t), not V'."""
+        if h.size:
+            h *= (self.a["vth"] / self.theta[self.row]).astype(self.dtype)
+
+    def fire(self, x, h):
+        r, c, th, sg = self._row()
+        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h)
+        self._unscale(h)
+        return n
+
+    def fire_forced(self, x, f, h):
+        r, c, th, sg = self._row()
+        n = K.table_step_forced(x, self.v, r, c, th, sg, self.k, f, self.out, h)
+        self._unscale(h)
+        return n

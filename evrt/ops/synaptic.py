@@ -1,0 +1,112 @@
+"""Synaptic ops: weights driven by the non-zero inputs (conv2d, linear). They count ACs for spike or
+count input and MACs for real-valued input (docs/SEMANTICS.md, "Counting")."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels as K
+from .base import Attr, Kind, OpImpl, Param, need, non_negative, op_type, out_size, positive
+from .input import EventBatch
+
+IN_KINDS = ("events", "spike", "count", "real")
+
+
+class Synaptic(OpImpl):
+    kind = Kind.SYNAPTIC
+
+    def count(self, c):
+        """Spikes and integer counts give ACs (a count c adds c times); real-valued input gives MACs."""
+        if self.a["in_kind"] == "real":
+            self.stats.macs = int(c.pairs)
+        else:
+            self.stats.acs = int(round(c.weighted))
+        self.stats.in_nonzero = int(c.nnz)
+
+
+class PerStep:
+    """Weights folded per timestep (RTFormer's TSBN/branch folds): params carry a leading T axis and
+    the op picks row min(t, T-1) — a table look-up, never a per-step multiply."""
+
+    def load_weights(self, op, dtype, ndim):
+        self.w_all = self.param("w")
+        self.per_step = self.w_all.ndim == ndim + 1
+        if "b" in op.params:
+            self.b_all = self.param("b")
+        else:
+            self.b_all = np.zeros(self.w_all.shape[:-ndim] + (self.w_all.shape[-1],), dtype)
+        self.w, self.b = (self.w_all[0], self.b_all[0]) if self.per_step else (self.w_all, self.b_all)
+
+    def select(self, t):
+        if self.per_step:
+            i = min(t, self.w_all.shape[0] - 1)
+            self.w, self.b = self.w_all[i], self.b_all[i]
+
+
+@op_type("conv2d")
+class Conv2d(Synaptic, PerStep):
+    """(H, W, Cin) -> (Ho, Wo, Cout); square stride and zero padding; w (kh, kw, Cin/groups, Cout)."""
+    attrs = {"stride": Attr(int, 1, check=positive), "pad": Attr(int, 0, check=non_negative),
+             "groups": Attr(int, 1, check=positive), "in_kind": Attr(str, "spike", choices=IN_KINDS)}
+    params = {"w": Param(("kh", "kw", "cin_g", "cout"), per_step=True),
+              "b": Param(("cout",), optional=True, per_step=True)}
+
+    @classmethod
+    def bind(cls, a, ins):
+        need(len(ins[0]) == 3, "expects an (H, W, C) map")
+        need(ins[0][2] % a["groups"] == 0, f"{ins[0][2]} input channels are not divisible by {a['groups']} groups")
+        return {"cin_g": ins[0][2] // a["groups"]}
+
+    @classmethod
+    def shape(cls, a, p, ins):
+        h, w, _ = ins[0]
+        kh, kw, _, cout = p["w"][-4:]
+        need(cout % a["groups"] == 0, f"{cout} output channels are not divisible by {a['groups']} groups")
+        return (out_size(h, kh, a["stride"], a["pad"]), out_size(w, kw, a["stride"], a["pad"]), cout)
+
+    def __init__(self, op, in_shapes, dtype, resolved=None):
+        super().__init__(op, in_shapes, dtype, resolved)
+        self.load_weights(op, dtype, 4)
+        kh, kw, cin_g, cout = self.w.shape
+        ho, wo, _ = self.out_shape
+        self.dense_ops = ho * wo * cout * kh * kw * cin_g
+
+    def run(self, inputs, ctx):
+        x = inputs[0]
+        self.select(ctx.t)
+        s, p = self.a["stride"], self.a["pad"]
+        if isinstance(x, EventBatch):
+            c = K.conv2d_events(x.ys, x.xs, x.cs, self.w, self.b, s, p, self.out)
+            self.stats.in_nonzero = int(c.nnz)
+            self.stats.acs = int(c.pairs)
+            return self.out
+        # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x)
+        self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out))
+        return self.out
+
+
+@op_type("linear")
+class Linear(Synaptic, PerStep):
+    """Token-wise linear map (also 1x1 convs): x (..., Cin) viewed as (N, Cin); w (Cin, Cout)."""
+    attrs = {"in_kind": Attr(str, "spike", choices=IN_KINDS[1:])}
+    params = {"w": Param(("cin", "cout"), per_step=True), "b": Param(("cout",), optional=True, per_step=True)}
+
+    @classmethod
+    def bind(cls, a, ins):
+        return {"cin": ins[0][-1]}
+
+    @classmethod
+    def shape(cls, a, p, ins):
+        return tuple(ins[0][:-1]) + (p["w"][-1],)
+
+    def __init__(self, op, in_shapes, dtype, resolved=None):
+        super().__init__(op, in_shapes, dtype, resolved)
+        self.load_weights(op, dtype, 2)
+        n = int(np.prod(in_shapes[0][:-1])) if len(in_shapes[0]) > 1 else 1
+        self.dense_ops = n * self.w.shape[0] * self.w.shape[1]
+        self.out2 = self.out.reshape(n, self.w.shape[1])
+
+    def run(self, inputs, ctx):
+        x = inputs[0]
+        self.select(ctx.t)
+        self.count(K.linear_scatter(x.reshape(-1, x.shape[-1]), self.w, self.b, self.out2))
+        return self.out
