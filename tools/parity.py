@@ -1,4 +1,4 @@
-"""Parity harness (spec §10), used by the family tests and tools/parity_report.py: a PyTorch reference checkpoint, its goldens,
+"""Parity harness (docs/SEMANTICS.md, "Parity"), used by the family tests and tools/parity_report.py: a PyTorch reference checkpoint, its goldens,
 and the checks evrt must pass against them.
 
 Checks:
@@ -19,6 +19,7 @@ from evrt.archs import convert
 from evrt.engine import Session
 from evrt.events import make_events
 from evrt.framing import FrameSpec, clip_frames, event_bins
+from evrt.ops import Kind
 
 
 def random_gesture_events(n, seed, sensor=(128, 128), duration_us=1_000_000):
@@ -111,86 +112,127 @@ def _maxpool(x, k, s, p):
     return out
 
 
+def _count_conv(op, ins, ctx):
+    kh, kw, _, cout = op.params["w"].shape[-4:]
+    s, p, g = op.attrs.get("stride", 1), op.attrs.get("pad", 0), op.attrs.get("groups", 1)
+    hh, ww = ctx["shape"][op.name][:2]
+    if op.attrs.get("in_kind") == "real":   # real-valued input: MACs, not counted here
+        return None
+    if isinstance(ins[0], str):             # fed by raw events: each event is one spike
+        ev = ctx["bins"][ctx["t"]]
+        src = ctx["graph"].op(op.inputs[0]).attrs
+        ty = _valid_taps(src["height"], hh, kh, s, p)
+        tx = _valid_taps(src["width"], ww, kw, s, p)
+        b = src.get("bin", 1)
+        return int(np.sum(ty[ev["y"].astype(int) // b] * tx[ev["x"].astype(int) // b])) * cout
+    x = ins[0]
+    ty, tx = _valid_taps(x.shape[0], hh, kh, s, p), _valid_taps(x.shape[1], ww, kw, s, p)
+    return int(np.sum(x * ty[:, None, None] * tx[None, :, None])) * (cout // g)
+
+
+def _count_ssa(op, ins, ctx):
+    q, k_, v_ = ins
+    heads = op.attrs["heads"]
+    d = q.shape[1] // heads
+    n = 0
+    for hd in range(heads):
+        sl = slice(hd * d, (hd + 1) * d)
+        n += int(np.sum(q[:, sl].sum(0) * k_[:, sl].sum(0)))   # non-zero terms of Q K^T
+        a = q[:, sl] @ k_[:, sl].T
+        n += int(np.sum((a != 0).astype(int) @ (v_[:, sl] != 0).astype(int)))
+    return n
+
+
+def _nz(x):
+    return (x != 0).astype(np.int64)
+
+
+def _count_tprod_qk(op, ins, ctx):
+    """Non-zero terms a_t·B_t + A_{t-1}·b_t per head, from the cumulative spike counts kept here."""
+    q, k_ = ins
+    heads = op.attrs["heads"]
+    A, B = ctx["state"].get(op.name, (np.zeros_like(q), np.zeros_like(k_)))
+    Bt = B + k_
+    d = q.shape[1] // heads
+    n = 0
+    for hd in range(heads):
+        sl = slice(hd * d, (hd + 1) * d)
+        n += int((_nz(q[:, sl]) @ _nz(Bt[:, sl]).T).sum() + (_nz(A[:, sl]) @ _nz(k_[:, sl]).T).sum())
+    ctx["state"][op.name] = (A + q, Bt)
+    return n
+
+
+def _count_tprod_av(op, ins, ctx):
+    a, v_ = ins
+    heads = a.shape[0]
+    A, V = ctx["state"].get(op.name, (np.zeros_like(a), np.zeros_like(v_)))
+    Vt = V + v_
+    d = v_.shape[1] // heads
+    n = 0
+    for hd in range(heads):
+        sl = slice(hd * d, (hd + 1) * d)
+        n += int((_nz(a[hd]) @ _nz(Vt[:, sl])).sum() + (_nz(A[hd]) @ _nz(v_[:, sl])).sum())
+    ctx["state"][op.name] = (A + a, Vt)
+    return n
+
+
+# an independent count for every op type whose declared kind counts ACs (evrt.ops.Kind.counts_acs);
+# each is made from the layer's geometry and its input spike maps, never by an evrt kernel
+COUNTS = {
+    "conv2d": _count_conv,
+    "linear": lambda op, ins, ctx: None if op.attrs.get("in_kind") == "real"
+    else int(np.sum(ins[0])) * op.params["w"].shape[-1],
+    "sdsa_kv": lambda op, ins, ctx: int(np.count_nonzero(ins[0] * ins[1])),
+    "ssa": _count_ssa,
+    "dssa_scores": lambda op, ins, ctx: int(np.count_nonzero(ins[1])) * ctx["shape"][op.inputs[0]][0],
+    "dssa_out": lambda op, ins, ctx: int(np.count_nonzero(ins[1])) * (ctx["shape"][op.name][1] // op.attrs["heads"]),
+    "tprod_qk": _count_tprod_qk,
+    "tprod_av": _count_tprod_av,
+    "scaled_add": lambda op, ins, ctx: int(np.sum(ins[1])),
+}
+
+# how routing and pooling ops pass spike maps on (plain numpy); other values are unknown (None)
+VALUES = {
+    "maxpool": lambda op, ins: _maxpool(ins[0], op.attrs["k"], op.attrs["stride"], op.attrs["pad"]),
+    "add": lambda op, ins: sum(ins[1:], ins[0].copy()),
+    "reshape": lambda op, ins: ins[0].reshape(op.attrs["shape"]),
+    "mask": lambda op, ins: ins[0] * ins[1].reshape(1, -1),
+    "token_sum": lambda op, ins: ins[0].reshape(-1, ins[0].shape[-1]).sum(0),
+}
+
+
 def independent_acs(graph, golden, events, sess):
-    """ACs per synaptic op, per clip, from the golden spikes (runtime layout via the session's layout
-    map) and layer geometry. Values that are not spike-derived (real-valued) are None and skipped."""
+    """ACs per counting op (declared kind synaptic or attention), per clip, from the golden spikes
+    (runtime layout via the session's layout map) and layer geometry. Values that are not
+    spike-derived (real-valued) are None and their ops are skipped; an op kind that counts ACs but has
+    no independent count here is an error, not a silent skip."""
     T = graph.meta["T"]
-    bins = list(event_bins(events, T))
-    shape = {i.name: i.out_shape for i in sess.impls}
+    ctx = {"graph": graph, "bins": list(event_bins(events, T)), "state": {},
+           "shape": {i.name: i.out_shape for i in sess.impls}}
+    kinds = {i.name: i.kind for i in sess.impls}
+    missing = sorted({op.type for op in graph.ops if kinds[op.name].counts_acs and op.type not in COUNTS})
+    if missing:
+        raise KeyError(f"no independent AC count for op type(s) {missing}; add one to tools/parity.py COUNTS")
     counts = {}
     for t in range(T):
+        ctx["t"] = t
         vals = {}
         for op in graph.ops:
             ins = [vals.get(s) for s in op.inputs]
-            typ = op.type
-            if typ in ("lif", "if", "table_lif"):
+            kind = kinds[op.name]
+            if kind is Kind.NEURON:
                 vals[op.name] = sess.from_reference(op.name, golden["spikes"][op.name][t]).astype(np.float64) \
                     if op.name in golden["spikes"] else None
-            elif typ == "events_in":
+            elif kind is Kind.INPUT:
                 vals[op.name] = "events"
-            elif typ == "maxpool":
-                vals[op.name] = None if ins[0] is None else _maxpool(ins[0], op.attrs["k"], op.attrs["stride"], op.attrs["pad"])
-            elif typ == "add":
-                vals[op.name] = None if any(v is None for v in ins) else sum(ins[1:], ins[0].copy())
-            elif typ == "reshape":
-                vals[op.name] = None if ins[0] is None else ins[0].reshape(op.attrs["shape"])
-            elif typ == "mask":
-                vals[op.name] = None if any(v is None for v in ins) else ins[0] * ins[1].reshape(1, -1)
-            elif typ == "conv2d":
-                kh, kw, _, cout = op.params["w"].shape[-4:]
-                s, p, g = op.attrs.get("stride", 1), op.attrs.get("pad", 0), op.attrs.get("groups", 1)
-                hh, ww = shape[op.name][:2]
-                if op.attrs.get("in_kind") == "real":   # real-valued input: MACs, not counted here
-                    n = None
-                elif isinstance(ins[0], str):   # fed by raw events: each event is one spike
-                    ev = bins[t]
-                    src = graph.op(op.inputs[0]).attrs
-                    ty = _valid_taps(src["height"], hh, kh, s, p)
-                    tx = _valid_taps(src["width"], ww, kw, s, p)
-                    b = src.get("bin", 1)
-                    n = int(np.sum(ty[ev["y"].astype(int) // b] * tx[ev["x"].astype(int) // b])) * cout
-                elif ins[0] is None:
-                    n = None
-                else:
-                    x = ins[0]
-                    ty, tx = _valid_taps(x.shape[0], hh, kh, s, p), _valid_taps(x.shape[1], ww, kw, s, p)
-                    n = int(np.sum(x * ty[:, None, None] * tx[None, :, None])) * (cout // g)
+            elif kind.counts_acs:
+                known = all(v is not None for v in ins) and (op.type == "conv2d" or not any(isinstance(v, str) for v in ins))
+                n = COUNTS[op.type](op, ins, ctx) if known else None
                 counts[op.name] = None if n is None or counts.get(op.name, 0) is None else counts.get(op.name, 0) + n
-                vals[op.name] = None
-            elif typ == "linear":
-                x = ins[0]
-                cout = op.params["w"].shape[-1]
-                n = None if x is None or op.attrs.get("in_kind") == "real" else int(np.sum(x)) * cout
-                counts[op.name] = None if n is None or counts.get(op.name, 0) is None else counts.get(op.name, 0) + n
-                vals[op.name] = None
-            elif typ == "sdsa_kv":
-                k_, v_ = ins
-                counts[op.name] = counts.get(op.name, 0) + int(np.count_nonzero(k_ * v_))
-                vals[op.name] = None
-            elif typ == "ssa":
-                q, k_, v_ = ins
-                heads = op.attrs["heads"]
-                d = q.shape[1] // heads
-                n = 0
-                for hd in range(heads):
-                    sl = slice(hd * d, (hd + 1) * d)
-                    n += int(np.sum(q[:, sl].sum(0) * k_[:, sl].sum(0)))   # non-zero terms of Q K^T
-                    a = q[:, sl] @ k_[:, sl].T
-                    n += int(np.sum((a != 0).astype(int) @ (v_[:, sl] != 0).astype(int)))
-                counts[op.name] = counts.get(op.name, 0) + n
-                vals[op.name] = None
-            elif typ == "dssa_scores":
-                s_ = ins[1]
-                L = shape[op.inputs[0]][0]
-                counts[op.name] = counts.get(op.name, 0) + int(np.count_nonzero(s_)) * L
-                vals[op.name] = None
-            elif typ == "dssa_out":
-                sa = ins[1]
-                d = shape[op.name][1] // op.attrs["heads"]
-                counts[op.name] = counts.get(op.name, 0) + int(np.count_nonzero(sa)) * d
                 vals[op.name] = None
             else:
-                vals[op.name] = None
+                f = VALUES.get(op.type)
+                vals[op.name] = None if f is None or any(v is None or isinstance(v, str) for v in ins) else f(op, ins)
     return {k: v for k, v in counts.items() if v is not None}
 
 
