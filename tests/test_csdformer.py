@@ -10,6 +10,7 @@ import pytest
 from evrt.archs import csdformer as arch
 from evrt.engine import Session
 from evrt.graph import Graph
+from evrt.kernels import dense as D
 from evrt.kernels import temporal as KT
 
 from conftest import require_torch
@@ -36,7 +37,7 @@ def test_tprod_kernels_match_twins_and_telescope():
         a, b = _spikes(rng, (n, d), 0.3), _spikes(rng, (n, d), 0.3)
         out = np.zeros((heads, n, n))
         acs = KT.tprod_qk(a, b, A, B, heads, out)
-        ref, acs_ref, Ad, Bd = KT.tprod_qk_dense(a, b, Ad, Bd, heads)
+        ref, acs_ref, Ad, Bd = D.tprod_qk(a, b, Ad, Bd, heads)
         np.testing.assert_array_equal(out, ref)
         assert acs == acs_ref
         total += out
@@ -49,7 +50,7 @@ def test_tprod_kernels_match_twins_and_telescope():
         a, v = _spikes(rng, (heads, n, n), 0.3), _spikes(rng, (n, d), 0.3)
         out = np.zeros((n, d))
         acs = KT.tprod_av(a, v, Aa, V, out)
-        ref, acs_ref, Aad, Vd = KT.tprod_av_dense(a, v, Aad, Vd, heads)
+        ref, acs_ref, Aad, Vd = D.tprod_av(a, v, Aad, Vd, heads)
         np.testing.assert_array_equal(out, ref)
         assert acs == acs_ref
         total += out
@@ -67,11 +68,11 @@ def test_maxpool_delta_matches_twin(hw, k, stride, pad):
         s = _spikes(rng, (hw, hw, c), 0.4)
         out = np.zeros((ho, ho, c))
         KT.maxpool_delta(s, A, M, k, stride, pad, out)
-        ref, Ad = KT.maxpool_delta_dense(s, Ad, k, stride, pad)
+        ref, Ad = D.maxpool_delta(s, Ad, k, stride, pad)
         np.testing.assert_array_equal(out, ref)
         assert set(np.unique(out)) <= {0.0, 1.0}      # binary spikes again
         total += out
-    np.testing.assert_array_equal(total, KT._maxpool_counts(A, k, stride, pad))
+    np.testing.assert_array_equal(total, D._maxpool_counts(A, k, stride, pad))
 
 
 def test_dif_step_matches_twin():
@@ -80,7 +81,7 @@ def test_dif_step_matches_twin():
     x, v, vth = rng.normal(0, 1, n), rng.normal(0, 0.5, n), rng.uniform(0.2, 1, n)
     fired = rng.integers(0, 4, n)
     for may_fire in (False, True):
-        s, v2, f2 = KT.dif_step_dense(x, v, vth, fired, 3, may_fire)
+        s, v2, f2 = D.dif_step(x, v, vth, fired, 3, may_fire)
         vv, ff, ss, h = v.copy(), fired.copy(), np.zeros(n), np.zeros(n)
         cnt = KT.dif_step(x, vv, vth, ff, 3, may_fire, ss, h)
         np.testing.assert_array_equal(ss, s)
@@ -248,13 +249,13 @@ def test_counters_match_independent_count():
     pooled = []
     A = np.zeros(tr["patch_embed.act1"].shape[1:])
     for sp in tr["patch_embed.act1"]:
-        out, A = KT.maxpool_delta_dense(sp, A, 3, 2, 1)
+        out, A = D.maxpool_delta(sp, A, 3, 2, 1)
         pooled.append(out)
     assert rows["patch_embed.conv2"]["acs"] == conv_acs(np.stack(pooled), SMALL["embed_dim"])
     A = np.zeros(tr["patch_embed.act2"].shape[1:])
     tokens = []
     for sp in tr["patch_embed.act2"]:
-        out, A = KT.maxpool_delta_dense(sp, A, 3, 2, 1)
+        out, A = D.maxpool_delta(sp, A, 3, 2, 1)
         tokens.append(out.reshape(n, d))
     tokens = np.stack(tokens)
     p = "blocks.0"

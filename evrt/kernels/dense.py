@@ -143,3 +143,55 @@ def dssa_out(y, sa, heads):
     y2 = y.reshape(L, heads, 2 * d)[:, :, d:]
     out = np.einsum("lhj,hlp->phj", y2, sa)
     return out.reshape(sa.shape[2], heads * d), int(np.count_nonzero(sa)) * d
+
+
+# ------------------------------------------------ converted (IF/DIF) models: evrt/kernels/temporal.py
+
+def dif_step(x, v, vth, fired, cap, may_fire):
+    """NumPy twin of dif_step; returns (s, v, fired) as new arrays."""
+    hv = v + x
+    s = (hv >= vth) & (fired < cap) & bool(may_fire)
+    return s.astype(x.dtype), hv - vth * s, fired + s
+
+
+def _split(x, heads):
+    n, d_all = x.shape
+    return x.reshape(n, heads, d_all // heads).transpose(1, 0, 2)   # (heads, N, d)
+
+
+def tprod_qk(a, b, A, B, heads):
+    """Twin of tprod_qk from the cumulative counts; returns (out, acs, A_t, B_t)."""
+    At, Bt = A + a, B + b
+    ah, Bh, Ah, bh = (_split(x, heads) for x in (a, Bt, A, b))
+    out = ah @ Bh.transpose(0, 2, 1) + Ah @ bh.transpose(0, 2, 1)
+    nz = lambda x: (x != 0).astype(np.int64)   # noqa: E731
+    acs = int((nz(ah) @ nz(Bh).transpose(0, 2, 1)).sum() + (nz(Ah) @ nz(bh).transpose(0, 2, 1)).sum())
+    return out, acs, At, Bt
+
+
+def tprod_av(a, v, A, V, heads):
+    """Twin of tprod_av; returns (out, acs, A_t, V_t)."""
+    At, Vt = A + a, V + v
+    Vh, vh = _split(Vt, heads), _split(v, heads)
+    out = (a @ Vh + A @ vh).transpose(1, 0, 2).reshape(a.shape[1], -1)
+    nz = lambda x: (x != 0).astype(np.int64)   # noqa: E731
+    acs = int((nz(a) @ nz(Vh)).sum() + (nz(A) @ nz(vh)).sum())
+    return out, acs, At, Vt
+
+
+def _maxpool_counts(A, k, stride, pad):
+    hh, ww, cc = A.shape
+    ho, wo = (hh + 2 * pad - k) // stride + 1, (ww + 2 * pad - k) // stride + 1
+    p = np.full((hh + 2 * pad, ww + 2 * pad, cc), -np.inf)
+    p[pad:pad + hh, pad:pad + ww] = A
+    out = np.full((ho, wo, cc), -np.inf)
+    for dy in range(k):
+        for dx in range(k):
+            out = np.maximum(out, p[dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride])
+    return out
+
+
+def maxpool_delta(s, A, k, stride, pad):
+    """Twin of maxpool_delta: max-pool of A_t minus max-pool of A_{t-1}; returns (out, A_t)."""
+    At = A + s
+    return _maxpool_counts(At, k, stride, pad) - _maxpool_counts(A, k, stride, pad), At
