@@ -18,6 +18,7 @@ from .counters import LayerCount, Report
 from .errors import GraphError
 from .graph import Graph
 from .ops import Kind, build
+from .readout import confidence
 
 PRECISIONS = {"float32": np.float32, "float64": np.float64}
 
@@ -46,6 +47,11 @@ class ClipResult:
     @property
     def class_index(self) -> int:
         return int(np.argmax(self.logits))
+
+    @property
+    def confidence(self) -> float:
+        """softmax of the clip's mean logits at the predicted class."""
+        return confidence(self.logits, self.class_index)
 
 
 class _Context:

@@ -17,9 +17,13 @@ from .errors import EvrtError
 from .progress import Progress
 
 
-def _norm(name: str) -> str:
-    # "Right Hand Wave", "right-hand-wave" and "right_hand_wave" are the same class
+def class_key(name: str) -> str:
+    """A class name compared across models and datasets: "Right Hand Wave", "right-hand-wave" and
+    "right_hand_wave" are the same class."""
     return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+_norm = class_key   # the old private name
 
 
 def map_classes(model_classes, dataset_classes) -> list[int]:
@@ -167,10 +171,8 @@ def evaluate(session, samples, progress: bool = True, *, classes=None, output_ma
             confusion[label, pred] += 1
             acs += res.acs
             macs += res.macs
-            z = res.logits - res.logits.max()
-            p = np.exp(z) / np.exp(z).sum()
             preds.append({"index": i, "name": name, "true": classes[label], "pred": classes[pred],
-                          "output": k, "confidence": float(p[k]), "correct": pred == label,
+                          "output": k, "confidence": res.confidence, "correct": pred == label,
                           "events": int(len(events)), "acs": int(res.acs), "macs": int(res.macs)})
             bar.update()
     wall = time.perf_counter() - t0
@@ -179,4 +181,20 @@ def evaluate(session, samples, progress: bool = True, *, classes=None, output_ma
                       wall, compute, warmup_s)
 
 
-__all__ = ["EvalResult", "evaluate", "map_classes", "warm_up"]
+def score_clip(session, events, truth: str | None = None) -> dict:
+    """One sample in clip mode (framed by the model's reference rule, T steps from a fresh state):
+    predicted class, confidence, ACs/MACs and compute time; with `truth` (a class name) also whether
+    the prediction names the same class."""
+    t0 = time.perf_counter()
+    res = session.run_clip(events)
+    dt = time.perf_counter() - t0
+    k = res.class_index
+    name = session.class_name(k)
+    out = {"pred": name, "class_index": k, "confidence": res.confidence, "events": int(len(events)),
+           "acs": int(res.acs), "macs": int(res.macs), "latency_ms": dt * 1e3}
+    if truth is not None:
+        out.update(true=truth, correct=class_key(name) == class_key(truth))
+    return out
+
+
+__all__ = ["EvalResult", "class_key", "evaluate", "map_classes", "score_clip", "warm_up"]

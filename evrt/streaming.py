@@ -13,14 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .framing import StreamFramer
+from .readout import softmax
 
 __all__ = ["Prediction", "StreamClassifier", "softmax", "stream_framer_for"]
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max()) if z.size else z
-    return e / e.sum() if z.size else e
 
 
 @dataclass

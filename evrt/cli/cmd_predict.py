@@ -23,10 +23,8 @@ def run(args) -> int:
     sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
     res = sess.run_clip(rec.events)
-    probs = np.exp(res.logits - res.logits.max())
-    probs /= probs.sum()
     k = res.class_index
-    out = {"class_index": k, "class_name": sess.class_name(k), "confidence": float(probs[k]),
+    out = {"class_index": k, "class_name": sess.class_name(k), "confidence": res.confidence,
            "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(rec.events))}
     if args.json:
         print(json.dumps(out))

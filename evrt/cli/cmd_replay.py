@@ -1,6 +1,10 @@
 """evrt replay PATH --model MODEL: play a recording through a streaming classifier, at recorded speed or
 as fast as possible, printing each prediction as it happens; labelled samples are also classified one
-by one with the reference clip framing, and scored."""
+by one with the reference clip framing, and scored.
+
+Built from library parts only: the recording reader (evrt.formats), the pipeline's paced source
+(evrt.pipeline.source.ArraySource), the streaming classifier (evrt.streaming), the clip scorer and
+warm-up (evrt.evaluate) and the session's Report totals; this module only prints."""
 from __future__ import annotations
 
 import json
@@ -45,11 +49,6 @@ def parse_speed(text: str) -> float | None:
     return v
 
 
-def _norm(name) -> str:
-    from ..evaluate import _norm as norm
-    return norm(name)
-
-
 class _Out:
     """Prints predictions, samples and the summary as text or JSON lines (flushed: this is live output)."""
 
@@ -85,10 +84,12 @@ def _label_names(rec, session, space: str) -> list:
 def run(args) -> int:
     from ..engine import Session
     from ..errors import EvrtError
-    from ..events import EVENT_DTYPE, validate
+    from ..evaluate import score_clip, warm_up
+    from ..events import validate
     from ..formats import read_recording
     from ..graph import Graph
-    from ..streaming import StreamClassifier, softmax, stream_framer_for
+    from ..pipeline.source import ArraySource
+    from ..streaming import StreamClassifier, stream_framer_for
     from ..zoo import DEFAULT_MODEL, resolve_model
 
     speed = parse_speed(args.speed)
@@ -118,64 +119,52 @@ def run(args) -> int:
 
     # JIT warm-up, excluded from every timing below
     w0 = time.perf_counter()
-    empty = np.zeros(0, EVENT_DTYPE)
-    sess.step(empty)
-    sess.reset()
-    sess.reset_counters()
+    clf.warm_up()
     if labels is not None:
-        clip_sess.run_clip(empty)
-        clip_sess.reset_counters()
+        warm_up(clip_sess)
     warmup_s = time.perf_counter() - w0
 
-    t0_us = int(ev["t"][0]) if len(ev) else 0
-    t_end = int(ev["t"][-1]) + 1 if len(ev) else 0
-    out = _Out(args.json, t0_us)
+    out = _Out(args.json, int(ev["t"][0]) if len(ev) else 0)
     preds, samples = [], []
     stream_s = sample_s = sleep_s = 0.0
     next_sample = 0
 
     def run_samples(upto_us):
+        """Score, in clip mode, every labelled sample that has ended by upto_us (None: all)."""
         nonlocal next_sample, sample_s
         while next_sample < len(order) and (upto_us is None or int(labels["end_us"][order[next_sample]]) <= upto_us):
             i = int(order[next_sample])
             next_sample += 1
-            c0 = time.perf_counter()
-            res = clip_sess.run_clip(sample_events[i][1])
-            dt = time.perf_counter() - c0
-            sample_s += dt
-            k = res.class_index
-            name = clip_sess.class_name(k)
             s = {"index": i, "start_us": int(labels["start_us"][i]), "end_us": int(labels["end_us"][i]),
-                 "label": int(labels["label"][i]), "true": truth[i], "pred": name, "class_index": k,
-                 "confidence": float(softmax(res.logits)[k]), "correct": _norm(name) == _norm(truth[i]),
-                 "events": int(len(sample_events[i][1])), "acs": int(res.acs), "macs": int(res.macs),
-                 "latency_ms": dt * 1e3}
+                 "label": int(labels["label"][i]), **score_clip(clip_sess, sample_events[i][1], truth[i])}
+            sample_s += s["latency_ms"] / 1e3
             samples.append(s)
             out.sample(s)
 
-    start = time.perf_counter()
-    edges = np.arange(t0_us + CHUNK_US, t_end + CHUNK_US, CHUNK_US, dtype=np.int64)
-    cuts = np.concatenate(([0], np.searchsorted(ev["t"], edges.astype(np.uint64), side="left")))
-    for j, edge in enumerate(edges):
-        chunk = ev[cuts[j]:cuts[j + 1]]
-        if speed is not None:  # deliver a packet only once its last instant has "happened"
-            wait = start + (min(int(edge), t_end) - t0_us) / 1e6 / speed - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-                sleep_s += wait
-        c0 = time.perf_counter()
-        new = clf.push(chunk) if len(chunk) else []
-        stream_s += time.perf_counter() - c0
+    def emit(new):
         for p in new:
             out.prediction(p)
         preds.extend(new)
-        run_samples(int(edge))
+
+    # the pipeline's paced source: a packet is delivered when the recording's clock reaches its last
+    # event (speed None: at once); time spent waiting for a packet is the pacing sleep
+    packets = iter(ArraySource(ev, sensor_size=model_sensor, speed=speed, packet_us=CHUNK_US))
+    start = time.perf_counter()
+    while True:
+        c0 = time.perf_counter()
+        chunk = next(packets, None)
+        sleep_s += time.perf_counter() - c0
+        if chunk is None:
+            break
+        c0 = time.perf_counter()
+        new = clf.push(chunk)
+        stream_s += time.perf_counter() - c0
+        emit(new)
+        run_samples(int(chunk["t"][-1]) + 1 if len(chunk) else None)
     c0 = time.perf_counter()
     new = clf.end_of_stream()
     stream_s += time.perf_counter() - c0
-    for p in new:
-        out.prediction(p)
-    preds.extend(new)
+    emit(new)
     run_samples(None)
     wall = time.perf_counter() - start
 
@@ -190,14 +179,12 @@ def run(args) -> int:
 
 def _summary(rec, sess, clip_sess, preds, samples, speed, wall, stream_s, sample_s, sleep_s, warmup_s, clf,
              model, checked) -> dict:
-    from ..counters import PJ_PER_AC, PJ_PER_MAC
-
     n = len(rec.events)
     dur = rec.duration_us / 1e6
     tot = sess.report().totals()
     lat = np.array([p.latency_ms for p in preds]) if preds else np.zeros(1)
     correct = sum(s["correct"] for s in samples)
-    energy = tot["acs"] * PJ_PER_AC + tot["macs"] * PJ_PER_MAC
+    energy = tot["energy_pj"]
     return {
         "path": rec.path, "format": rec.format, "model": model, "mode": sess.mode, "precision": sess.precision,
         "state_policy": sess.state_policy,
