@@ -2,7 +2,7 @@
 
 - BatchNorm (running statistics) into the preceding conv/linear weights and bias.
 - RTFormer's re-parameterised depthwise branches into one kernel per timestep.
-- Temporal Sliding BN in front of a LIF into per-(t, channel) neuron tables (spec §6).
+- Temporal Sliding BN in front of a LIF into per-(t, channel) neuron tables (docs/SEMANTICS.md "Folding").
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def merge_branches(kernels: list[np.ndarray], scales: list[np.ndarray], shifts: 
 
 
 def tsbn_neuron_tables(a: np.ndarray, b: np.ndarray, k: float = 0.5, vth: float = 1.0):
-    """TSBN (x -> a_t x + b_t, a/b of shape (T, C)) in front of a LIF, folded into the neuron (spec §6).
+    """TSBN (x -> a_t x + b_t, a/b of shape (T, C)) in front of a LIF, folded into the neuron
+    (docs/SEMANTICS.md "Neurons", table LIF).
 
     The folded neuron tracks V'_t = V_t / a_t:  H'_t = r_t V'_{t-1} + c_t + k I_t, with
     r_t = (1-k) a_{t-1}/a_t, c_t = k b_t / a_t, θ_t = vth / a_t, fire when H' >= θ (a_t > 0) or

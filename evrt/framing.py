@@ -1,6 +1,6 @@
 """Events -> per-step input.
 
-Clip framing reproduces the reference rule exactly (spec §2: spikingjelly ``split_by='number'``
+Clip framing reproduces the reference rule exactly (docs/SEMANTICS.md "Framing": spikingjelly ``split_by='number'``
 integration, then the family's resize and extra channel). Stream framing is for live use: a step
 closes every N events or every Δ µs, and an empty time window is still a step.
 """
@@ -91,7 +91,7 @@ def antialias_taps(n_in: int, n_out: int) -> tuple:
     (triangle) downscale, as torchvision's ``Resize(antialias=True)`` defines it: the triangle is
     stretched by the scale ``s = n_in / n_out``, centred on input coordinate ``s·(i + ½)``, sampled at
     input pixel centres, cut at the border and renormalised to sum 1. At s = 2 the interior taps are
-    1/8, 3/8, 3/8, 1/8 on pixels 2i−1…2i+2 and the borders 3/7, 3/7, 1/7 (spec §2.3). Unused slots
+    1/8, 3/8, 3/8, 1/8 on pixels 2i−1…2i+2 and the borders 3/7, 3/7, 1/7 (docs/SEMANTICS.md "Framing"). Unused slots
     have weight 0 and point at a valid pixel."""
     s = n_in / n_out
     support = s if s > 1 else 1.0

@@ -48,7 +48,8 @@ SENSOR = (128, 128)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-# The full reference DVS configurations (docs/SEMANTICS.md, "Families") with realistic random weights (tests/parity.py's recipe).
+# The full reference DVS configurations (docs/SEMANTICS.md "Families") with realistic random weights
+# (tests/parity.py's recipe).
 REF_MODELS = {
     "spikformer-dvs": dict(title="Spikformer-DVS 2-256, T=16, 128x128", arch="spikformer", ext=".pth",
                            convert=dict(sensor=SENSOR), spec=dict(), neg=0.0),
@@ -105,7 +106,7 @@ def calib_samples(n=2):
 
 
 def prepare_reference(name, rebuild=False):
-    """Random checkpoint of the full configuration, calibrated to fire (spec §10 statistics), and its
+    """Random checkpoint of the full configuration, calibrated to fire (docs/SEMANTICS.md "Parity" statistics), and its
     folded graph; cached under out/bench/."""
     cfg = REF_MODELS[name]
     ckpt = CACHE / f"{name}{cfg['ext']}"

@@ -180,7 +180,7 @@ def write_report(raw_path, out_path):
         L.append(f"- **{name}**: {mm['title']}" + ("" if mm.get("torch") else " — evrt only (no PyTorch "
                                                                           "checkpoint or card to rebuild it)"))
     L.append("\nReference models are the full published DVS configurations with random weights calibrated to "
-             "fire (spec §10 statistics, `randomize_for_firing(model, seed=3, calib=...)` on two training-split "
+             "fire (docs/SEMANTICS.md, Parity; `randomize_for_firing(model, seed=3, calib=...)` on two training-split "
              "samples), folded by `evrt.archs.convert`. evrt runs float32 fast mode; PyTorch runs the same "
              "checkpoint in float32, eval mode, under `torch.no_grad()`, on frames built by the reference "
              "framing rule (framing included in its time, as evrt's event binning is in evrt's).\n")

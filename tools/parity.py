@@ -1,5 +1,5 @@
-"""Parity harness (docs/SEMANTICS.md, "Parity"), used by the family tests and tools/parity_report.py: a PyTorch reference checkpoint, its goldens,
-and the checks evrt must pass against them.
+"""Parity harness (docs/SEMANTICS.md "Parity"), used by the family tests and tools/parity_report.py: a
+PyTorch reference checkpoint, its goldens, and the checks evrt must pass against them.
 
 Checks:
 - float64 parity mode: identical spikes in every neuron layer except where the golden pre-fire
@@ -239,7 +239,7 @@ def independent_acs(graph, golden, events, sess):
 def end_to_end_float32(graph, g64, g32, events):
     """evrt's float32 fast mode, run freely (no forcing), against the float64 truth.
 
-    Folding BN into the weights changes float32 rounding (spec §9.5), and near-threshold flips
+    Folding BN into the weights changes float32 rounding (docs/SEMANTICS.md "Folding"), and near-threshold flips
     cascade through deep random models, so PyTorch's own float32 run also departs from float64. The
     bound is 1e-3 or twice PyTorch's own float32 error, whichever is larger; the prediction must
     match float64 unless float64's top-2 margin is inside that bound.

@@ -2,7 +2,7 @@
 
     python tools/parity_report.py [--only NAME] [--out docs/PARITY.md]
 
-For each family: a realistic random checkpoint (BN statistics calibrated so layers fire, spec §10)
+For each family: a realistic random checkpoint (BN statistics calibrated so layers fire, docs/SEMANTICS.md "Parity")
 is saved in the training script's container, converted by evrt (timed), and run on an event stream:
 float64 spike mismatches outside the 1e-9 band and logit error; float32 teacher-forced agreement
 per layer; float32 end-to-end logit error beside PyTorch's own float32 error.

@@ -1,10 +1,36 @@
-"""Architecture mappers: a checkpoint's state dict -> a folded evrt graph. One module per family."""
+"""Architecture mappers: a checkpoint's state dict -> a folded evrt graph. One module per family.
+
+A family module (`evrt/archs/<family>.py`, listed in ARCHS) is a `FamilyMapper`: see the protocol below.
+It builds its graph with `GraphBuilder` (evrt/graph.py), whose `input()` also declares the frame record,
+so the module's metadata carries only what is specific to the family.
+"""
 from __future__ import annotations
 
 import importlib
 import time
+from typing import Protocol, runtime_checkable
 
 from ..errors import CheckpointError
+from ..graph import GraphBuilder
+
+
+@runtime_checkable
+class FamilyMapper(Protocol):
+    """What `evrt/archs/<family>.py` provides (module-level names)."""
+
+    FAMILY: str
+    """The family name stored in meta["family"]."""
+
+    def infer_hparams(self, state: dict, args: dict) -> dict:
+        """Hyper-parameters read from the state dict's shapes and the checkpoint's saved args (flags
+        override args). Must include "num_classes". Raises CheckpointError naming what is missing."""
+
+    def build_graph(self, state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128, 128),
+                    **extra) -> tuple[GraphBuilder, dict, list[str]]:
+        """(builder, meta, unused keys): the folded ops, the family's metadata (family, hparams, T,
+        output, folding notes; the frame record comes from `builder.input()`), and the state-dict keys
+        the graph does not use. Extra keyword arguments are the names in the module's optional
+        BUILD_ARGS tuple, taken from the checkpoint args / flags."""
 
 ARCHS = {
     "spikformer": "spikformer",
@@ -21,9 +47,12 @@ def arch_module(arch: str):
     if arch not in ARCHS:
         raise CheckpointError(f"unknown architecture {arch!r}; supported: {', '.join(ARCHS)}")
     try:
-        return importlib.import_module(f"{__name__}.{ARCHS[arch]}")
+        mod = importlib.import_module(f"{__name__}.{ARCHS[arch]}")
     except ModuleNotFoundError as exc:
         raise CheckpointError(f"architecture {arch!r} is not available in this build ({exc})") from None
+    if not isinstance(mod, FamilyMapper):
+        raise CheckpointError(f"evrt.archs.{ARCHS[arch]} does not provide FAMILY, infer_hparams and build_graph")
+    return mod
 
 
 def timesteps_from_args(args: dict | None) -> int | None:
@@ -34,11 +63,11 @@ def timesteps_from_args(args: dict | None) -> int | None:
 
 
 def default_class_names(num_classes: int) -> tuple[list[str], str]:
-    """11 outputs: DVS128 Gesture in spikingjelly's output order (folders sorted as strings, spec §2.1),
+    """11 outputs: DVS128 Gesture in spikingjelly's output order (folders sorted as strings; docs/SEMANTICS.md),
     which every public training script uses."""
     if num_classes == 11:
         from ..datasets.dvsgesture import class_names
-        return class_names("spikingjelly"), "DVS128 Gesture, spikingjelly output order (spec §2.1)"
+        return class_names("spikingjelly"), "DVS128 Gesture, spikingjelly output order (docs/SEMANTICS.md, Events and samples)"
     return [f"class_{i}" for i in range(num_classes)], "unnamed"
 
 

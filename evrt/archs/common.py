@@ -11,7 +11,7 @@ from ..graph import GraphBuilder  # noqa: F401  (re-export: the mappers' and imp
 
 class Weights:
     """A state dict that names missing and mis-shaped keys (with both shapes) and remembers which keys
-    were used, so unused ones can be listed (spec §9.6 tolerates them)."""
+    were used, so unused ones can be listed (docs/SEMANTICS.md "Checkpoints" tolerates them)."""
 
     IGNORED_SUFFIXES = ("num_batches_tracked",)
 

@@ -1,4 +1,5 @@
-"""CSDformer-style converted transformer (spec §7, evrt's reading; reference: tools/reference/csdformer.py)
+"""CSDformer-style converted transformer (evrt's reading, docs/SEMANTICS.md "Converted models";
+reference: tools/reference/csdformer.py)
 -> a fully spike-driven IF/DIF graph.
 
 Conversion, per quantised ReLU q (step s = θ/L, L levels):

@@ -1,10 +1,10 @@
-"""RTFormer, evrt's reading (spec §6; key names in tools/reference/rtformer.py) -> folded evrt graph.
+"""RTFormer, evrt's reading (docs/SEMANTICS.md "Folding"; keys in tools/reference/rtformer.py) -> folded evrt graph.
 
 The SDT gesture backbone with every BatchNorm replaced by a Temporal Sliding BN (per-step statistics
 and affine, (T, C) tables) and the stem's later convs replaced by Spatial-Core units (five depthwise
 branches, each with its own TSBN, summed; then a pointwise conv + TSBN). Folds, all in float64:
 
-- TSBN directly in front of a LIF -> the neuron's per-(t, channel) tables r, c, θ, sign (spec §6:
+- TSBN directly in front of a LIF -> the neuron's per-(t, channel) tables r, c, θ, sign (docs/SEMANTICS.md "Neurons":
   the neuron tracks V' = V / a_t), so the synaptic weights before it stay untouched.
 - Spatial core: Σ_b TSBN_b(dw_b(x)) = dw_{W_t}(x) + B_t with W_t = Σ_b a_b,t W_b (1x1 and identity
   branches centred in 3x3); the pointwise conv P is merged too, K_t[o,i] = P[o,i] W_t[i], so the spike
@@ -168,7 +168,7 @@ def build_graph(state: dict, hp: dict, *, T: int, sensor: tuple[int, int] = (128
     g.linear_bn("head", z, w.get("head.weight", (k, D)), w.get("head.bias", (k,)), None)
     meta = {"family": FAMILY, "hparams": hp, "T": T, "output": "head",
             "state_beyond_T": "clip mode resets every T steps (default); continuous mode holds step T-1's tables",
-            "folding": ["TSBN in front of a LIF -> per-(t, channel) neuron tables r, c, theta, sign (exact, spec §6)",
+            "folding": ["TSBN in front of a LIF -> per-(t, channel) neuron tables r, c, theta, sign (exact; docs/SEMANTICS.md, Neurons)",
                         "Spatial-Core branches + pointwise conv -> one 3x3 kernel per step (float64)",
                         "TSBN feeding a membrane shortcut -> per-step weight tables"],
             "reading": "evrt's reading of RTFormer (no public code): tools/reference/rtformer.py"}

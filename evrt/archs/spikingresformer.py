@@ -1,4 +1,4 @@
-"""SpikingResformer (spec §5, listings C/D) -> folded evrt graph.
+"""SpikingResformer (docs/SEMANTICS.md "Families") -> folded evrt graph.
 
 dvsg: PLIF neurons, 3×64×64 input (antialiased 128→64 resize, third channel = ch0 + ch1),
 stages 32/96/192 with 1/3/6 heads and DSSA patch sizes 4/2/1. cifar: LIF, 64/192/384.

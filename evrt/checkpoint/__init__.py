@@ -20,7 +20,7 @@ from ..errors import CheckpointError
 
 __all__ = ["Checkpoint", "load_checkpoint", "CheckpointError", "STATE_KEYS"]
 
-# Where the state dict lives, in order of preference (spec §3-§5: Spikformer/SpikingResformer save
+# Where the state dict lives, in order of preference (docs/SEMANTICS.md "Checkpoints": Spikformer/SpikingResformer save
 # 'model', timm's saver 'state_dict', plus 'state_dict_ema' when EMA was on). The raw weights are
 # preferred over EMA because they are what the reference scripts evaluate.
 STATE_KEYS = ("model", "state_dict", "state_dict_ema")

@@ -4,7 +4,8 @@ Layouts (``root`` may be the folder itself or its parent):
 
 * **original** — ``DvsGesture/`` with ``userNN_<lighting>.aedat`` (AEDAT 3.1),
   ``userNN_<lighting>_labels.csv`` and ``trials_to_train.txt`` / ``trials_to_test.txt`` (one
-  ``.aedat`` name per line). Samples are cut with ``start <= t < end`` (spec §2.1), µs timestamps.
+  ``.aedat`` name per line). Samples are cut with ``start <= t < end`` µs timestamps
+  (docs/SEMANTICS.md "Events and samples").
 * **tonic** — ``ibmGestureTrain/`` / ``ibmGestureTest/`` (optionally under ``DVSGesture/``) with
   ``userNN_<lighting>/<g>.npy``: a float ``(N, 4)`` array, columns ``x, y, p, t`` with ``t`` in
   **milliseconds** (tonic multiplies by 1000 when loading), ``g`` = gesture index 0..10. Read with
@@ -18,7 +19,7 @@ file name. ``label`` is the model output index under ``label_order``:
 * ``'spikingjelly'`` — spikingjelly stores samples in folders ``0..10`` read by torchvision's
   ``DatasetFolder``, which sorts folder names as *strings* (``0, 1, 10, 2, …, 9``); so output index k
   is gesture ``SPIKINGJELLY_ORDER[k]`` (k=2 is gesture 10 "other", k=3..10 are gestures 2..9).
-  Every checkpoint trained with the reference scripts uses this indexing (spec §2.1).
+  Every checkpoint trained with the reference scripts uses this indexing (docs/SEMANTICS.md "Events and samples").
 
 Sample order:
 

@@ -71,7 +71,7 @@ def _read_aedat31(path) -> Recording:
     if os.path.isfile(csv):
         raw = aedat31.read_labels_csv(csv)
         labels = as_labels(raw)
-        labels["label"] -= 1  # csv class ids are 1-based; label = gesture id 0..10 (spec §2.1)
+        labels["label"] -= 1  # csv class ids are 1-based; label = gesture id 0..10 (SEMANTICS.md)
     return Recording(ev, _aedat31_sensor(path), path, "aedat3.1", labels)
 
 

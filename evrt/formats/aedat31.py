@@ -11,7 +11,7 @@ decoded; every other packet is skipped by its size. A polarity event is ``u32 da
 ``x = (data >> 17) & 0x7FFF``, ``y = (data >> 2) & 0x7FFF``, ``on = (data >> 1) & 1``,
 ``t = timestamp | (eventTSOverflow << 31)`` (µs).
 
-Decoding follows spikingjelly's ``DVS128Gesture.load_origin_data`` (spec §2.1), which is what every
+Decoding follows spikingjelly's ``DVS128Gesture.load_origin_data`` (docs/SEMANTICS.md), which is what every
 reference checkpoint was trained on: all ``eventCapacity`` slots of a packet are decoded and the
 validity bit (bit 0) is not checked. Decoding: one Python pass over the packet headers (there are
 few of them), then one numba pass over the polarity payloads straight from the file buffer (NumPy

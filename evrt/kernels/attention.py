@@ -96,7 +96,7 @@ def sdsa_kv(k, v, out):
 
 @njit(cache=True)
 def dssa_scores(y, s, heads, out):
-    """SpikingResformer DSSA first product (spec §5.2 step 4, unscaled).
+    """SpikingResformer DSSA first product (docs/SEMANTICS.md "Families", unscaled).
     y (L, 2C) real: channel h*2d + j is y1 of head h for j < d (y2 for d <= j < 2d);
     s (HW, C) spikes: channel h*d + j; out (heads, L, HW):
         out[h, l, p] = Σ_j y[l, h*2d + j] * s[p, h*d + j].
@@ -150,7 +150,7 @@ def dssa_scores(y, s, heads, out):
 
 @njit(cache=True)
 def dssa_out(y, sa, heads, out):
-    """SpikingResformer DSSA second product (spec §5.2 step 5, unscaled).
+    """SpikingResformer DSSA second product (docs/SEMANTICS.md "Families", unscaled).
     y (L, 2C), sa (heads, L, HW) spikes, out (HW, C):
         out[p, h*d + j] = Σ_l y[l, h*2d + d + j] * sa[h, l, p].
     Each spike sa[h, l, p] adds the contiguous row y[l, h*2d+d : h*2d+2d] into out[p, h*d : h*d+d];

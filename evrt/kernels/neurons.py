@@ -1,4 +1,4 @@
-"""Spiking neuron steps (spec §1.2, §6), in place on the membrane state.
+"""Spiking neuron steps (docs/SEMANTICS.md "Neurons"), in place on the membrane state.
 
 Arrays x, v, s, h are C-contiguous, any shape, same dtype (float32 or float64); the kernels work on
 flat views. A parameter array p of size P (per channel: P = C; per element: P = x.size; P = 1 for a
@@ -156,11 +156,11 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
             i = r0 + j
             vi = vf[i]
             if kind == 0:
-                hi = vi + (xf[i] - vi) * kk          # spec §1.2: one rounding for X - V, then * k, then + V
+                hi = vi + (xf[i] - vi) * kk          # one rounding for X - V, then * k, then + V (SEMANTICS.md "Neurons")
             elif kind == 1:
                 hi = vi + xf[i]
             else:
-                hi = a[j] * vi + c_[j] + kk * xf[i]  # spec §6, left to right: (r V + c) + k X
+                hi = a[j] * vi + c_[j] + kk * xf[i]  # docs/SEMANTICS.md "Neurons", left to right: (r V + c) + k X
             if rec:
                 hf[i] = hi
             if ff[i] != 0:
@@ -200,7 +200,8 @@ def if_step_forced(x, v, vth, f, s, h):
 
 @njit(cache=True)
 def table_step(x, v, r, c, theta, sign, k, s, h):
-    """Table LIF (spec §6, TSBN folded): H = r V + c + k X; fire H >= theta where sign >= 0, H <= theta
+    """Table LIF (TSBN folded; docs/SEMANTICS.md "Neurons"): H = r V + c + k X; fire H >= theta where sign >= 0,
+    H <= theta
     where sign < 0; hard reset to 0. r, c, theta, sign: this step's rows, all the same size."""
     return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h)
 

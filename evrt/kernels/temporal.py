@@ -4,7 +4,7 @@ delayed integrate-and-fire neuron. Each numba kernel has a NumPy twin in evrt/ke
 Temporal decomposition: a layer that combines two spike streams a(t), b(t) non-linearly works on their
 cumulative counts A_t = Σ_{τ≤t} a(τ). It emits, each step, the increment of its output over the
 counts seen so far, so after the last step the emitted total equals the layer applied to the final
-counts (spec §7):
+counts (docs/SEMANTICS.md "Converted models"):
   product:  A_t B_tᵀ − A_{t−1} B_{t−1}ᵀ = a_t B_tᵀ + A_{t−1} b_tᵀ   (B_t = B_{t−1} + b_t)
   max-pool: max(A_t) − max(A_{t−1}) over each window (0 or 1 when a is binary).
 Both loop over the spikes that arrived, never over silent inputs; the cumulative counts are state.

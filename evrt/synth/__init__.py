@@ -3,7 +3,7 @@ seen by a simulated DVS pixel array, written in the original DvsGesture layout.
 
 Targets (what the real data looks like; approximate): DVS128 Gesture has 29 subjects x up to 5
 lighting conditions (122 recordings, 1342 gesture instances; the reference split gives 1176 train /
-288 test samples, spec §2.1), 128x128 pixels, samples of approx. 6 s, event rates approx. tens to a
+288 test samples), 128x128 pixels, samples of approx. 6 s, event rates approx. tens to a
 few hundred k events/s during a gesture.
 
 What this generator gives: the default config (``SynthConfig``: 1.8 s gestures, threshold 0.2) gives

@@ -1,4 +1,4 @@
-"""Self-made reference checkpoints (spec §8, §10): randomised BN statistics so that neurons fire,
+"""Self-made reference checkpoints (docs/SEMANTICS.md "Parity"): randomised BN statistics so that neurons fire,
 saved in each family's public training-script container format."""
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ def _bn_like(m):
 @torch.no_grad()
 def randomize_for_firing(model: nn.Module, seed: int = 0, neg_gamma_frac: float = 0.0,
                          firing_rate=(0.05, 0.3), plif_w=0.5, calib=None) -> nn.Module:
-    """Spec §10 distributions, in place: running mean ~N(0, 0.05), running var ~U(0.001, 0.05),
+    """docs/SEMANTICS.md "Parity" distributions, in place: running mean ~N(0, 0.05), running var ~U(0.001, 0.05),
     γ ~U(0.5, 3) (a fraction ``neg_gamma_frac`` negated), β ~U(−0.3, 0.6). TSBN tables are drawn per
     step. SpikingResformer ``firing_rate_*`` buffers ~U(firing_rate); PLIF ``w`` ~N(0, plif_w)
     (k = sigmoid(w) ≠ 0.5, so the PLIF path is exercised). Returns the model (eval mode).
 
     Small test configurations (few channels, trunc-normal 0.02 weights) fire too little or too much
-    with the fixed §10 statistics; pass ``calib`` = frames [T,B,C,H,W] to fit the running statistics
+    with the fixed statistics; pass ``calib`` = frames [T,B,C,H,W] to fit the running statistics
     to the activations actually reaching each BN (see ``_calibrate``)."""
     g = torch.Generator().manual_seed(seed)
 
@@ -108,7 +108,7 @@ def _shift_shortcut_inputs(model, frames, g):
 def _calibrate(model, frames, g):
     """One forward pass on ``frames`` [T,B,C,H,W]; just before each BN/TSBN runs, its running statistics
     are set from the input it actually sees (mean + 0.05·std·N(0,1), var · U(0.5, 2)), so that every
-    layer is normalised whatever the weights; γ, β keep their §10 draws. SpikingResformer's
+    layer is normalised whatever the weights; γ, β keep their fixed draws. SpikingResformer's
     firing_rate_x / firing_rate_attn are set to the measured per-head spike rates (what the training
     EMA would hold). Upstream layers are already calibrated when a layer is reached."""
     from .neurons import reset_states
@@ -167,7 +167,7 @@ def _scheduler_state(opt):
 
 def save_spikformer_checkpoint(model: nn.Module, path, args: argparse.Namespace, epoch: int = 0,
                                max_test_acc1: float = 0.0) -> dict:
-    """ZK-Zhou/spikformer cifar10dvs/train.py container (spec §3), no ``module.`` prefix."""
+    """ZK-Zhou/spikformer cifar10dvs/train.py container (docs/SEMANTICS.md "Checkpoints"), no ``module.`` prefix."""
     opt, opt_sd = _optimizer_state(model)
     ckpt = {"model": model.state_dict(), "optimizer": opt_sd, "lr_scheduler": _scheduler_state(opt),
             "epoch": epoch, "args": args, "max_test_acc1": max_test_acc1,
@@ -178,7 +178,7 @@ def save_spikformer_checkpoint(model: nn.Module, path, args: argparse.Namespace,
 
 def save_sdt_checkpoint(model: nn.Module, path, args: argparse.Namespace, epoch: int = 0, metric: float = 0.0,
                         arch: str = "sdt") -> dict:
-    """timm CheckpointSaver container (spec §4.2): ``.pth.tar`` with ``state_dict``, version 2."""
+    """timm CheckpointSaver container (docs/SEMANTICS.md "Checkpoints"): ``.pth.tar`` with ``state_dict``, version 2."""
     _, opt_sd = _optimizer_state(model)
     amp = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
            "_growth_tracker": 0}  # what torch.cuda.amp.GradScaler.state_dict() holds
@@ -195,7 +195,7 @@ def save_rtformer_checkpoint(model: nn.Module, path, args: argparse.Namespace, e
 
 
 def save_spikingresformer_checkpoint(model: nn.Module, path, epoch: int = 0, max_acc1: float = 0.0) -> dict:
-    """xyshi2000/SpikingResformer main.py container (spec §5)."""
+    """xyshi2000/SpikingResformer main.py container (docs/SEMANTICS.md "Checkpoints")."""
     opt, opt_sd = _optimizer_state(model)
     ckpt = {"model": model.state_dict(), "optimizer": opt_sd, "epoch": epoch, "max_acc1": max_acc1,
             "lr_scheduler": _scheduler_state(opt)}

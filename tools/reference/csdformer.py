@@ -1,4 +1,4 @@
-"""CSDformer-style conversion-oriented transformer (spec §7, evrt's reading) — the quantised ANN that
+"""CSDformer-style conversion-oriented transformer (evrt's reading; SEMANTICS.md) — the quantised ANN that
 `evrt/archs/csdformer.py` converts into an IF/DIF spiking network.
 
 Input. The ANN sees ONE count frame per sample: every event of the clip, binned to the model grid

@@ -1,8 +1,8 @@
-"""Golden outputs from a reference model (spec §10.2): logits, per-step logits, and for every neuron
+"""Golden outputs from a reference model (docs/SEMANTICS.md "Parity"): logits, per-step logits, and for every neuron
 layer (by module path, in execution order) its spikes and its pre-fire membrane H.
 
 H is not exposed by spikingjelly, so each neuron module is hooked: its input sequence X and initial
-membrane are captured, and H is recomputed with spec §1.2's four steps in the same dtype. The recomputed
+membrane are captured, and H is recomputed with docs/SEMANTICS.md "Neurons" four steps in the same dtype. The recomputed
 spikes are compared with the module's own output (``mismatches``; 0 expected — bit-identical).
 
 Layout: the reference layout of the tensor the neuron sees, with B squeezed when B == 1

@@ -1,4 +1,4 @@
-"""Spiking neurons used by the reference models, and the exact LIF/PLIF recurrence (spec §1.2).
+"""Spiking neurons used by the reference models, and the exact LIF/PLIF recurrence (docs/SEMANTICS.md "Neurons").
 
 Spikformer and SDT were written against spikingjelly 0.0.0.0.12 ``clock_driven``; SpikingResformer
 against 0.0.0.0.14 ``activation_based``. The installed 0.0.0.0.14 ships both APIs, so each family
@@ -52,7 +52,7 @@ def threshold(m: nn.Module) -> float:
 
 
 def recurrence(x_seq: torch.Tensor, k, v_th: float, v0=0.0):
-    """Spec §1.2 four steps over axis 0. Returns (spikes, H, final V), all in x_seq's dtype.
+    """docs/SEMANTICS.md "Neurons" four steps over axis 0. Returns (spikes, H, final V), all in x_seq's dtype.
 
     ``(X - V)·k`` is the same rounding as spikingjelly's ``(X - V)/tau`` for tau = 2 (k = 0.5 exactly)."""
     v = torch.zeros_like(x_seq[0]) + v0 if not torch.is_tensor(v0) else v0.clone()

@@ -1,6 +1,6 @@
-"""RTFormer-DVS — evrt's reading of arXiv 2406.14180 (no public code; spec §6). Provisional.
+"""RTFormer-DVS — evrt's reading of arXiv 2406.14180 (no public code; docs/SEMANTICS.md "Neurons"). Provisional.
 
-RTFormer = the SDT gesture backbone (``sdt.py``, spec §4) with
+RTFormer = the SDT gesture backbone (``sdt.py``, docs/SEMANTICS.md "Families") with
   (a) every BatchNorm replaced by a **TSBN** (temporal-sliding BN): per-timestep affine γ_t, β_t and
       per-timestep running statistics μ_t, σ²_t, all of shape (T, C). Training normalises step t with the
       batch statistics of the causal window of steps [t−w+1, t] (w = ``window``, default 4); eval uses
@@ -70,7 +70,7 @@ class TSBN(nn.Module):
             t = min(self.t + i, self.T - 1)
             if self.training:
                 out.append(self._train_step(x, i, t))
-            else:  # torch's own BN kernel, so the rounding is that of an ordinary eval BN (spec §1.3)
+            else:  # torch's own BN kernel, so the rounding is that of an ordinary eval BN (docs/SEMANTICS.md "Folding")
                 out.append(F.batch_norm(x[i], self.running_mean[t], self.running_var[t], self.weight[t],
                                         self.bias[t], False, 0.0, self.eps))
         self.t += x.shape[0]

@@ -1,5 +1,5 @@
 """Spike-Driven Transformer v1 (BICLab/Spike-Driven-Transformer ``model/spikeformer.py``,
-``module/{sps,ms_conv}.py``; spec §4, listing B).
+``module/{sps,ms_conv}.py``; docs/SEMANTICS.md "Families").
 
 Attribute names reproduce the reference keys exactly (112 tensors for the gesture config, including
 the unused ``attn.talking_heads`` conv; ``attn.attn_lif`` and ``patch_embed.rpe_lif`` exist but are
@@ -9,7 +9,7 @@ Forward, per timestep: MS_SPS stem (conv → BN → LIF → pool_i if ``pooling_
 4th pool acts on the BN output before the LIF, −inf padding), ``x0 = BN(rpe_conv(LIF(u))) + u``;
 blocks with membrane shortcuts: ``x += BN(proj(SDSA(LIF(x))))`` where SDSA = column sum over tokens
 of K∘V → LIF(v_th 0.5) → mask Q; ``x += BN(fc2(LIF(BN(fc1(LIF(x))))))``; head: token mean → LIF →
-Linear → mean over time. ``dvs_mode=True`` adds the CIFAR10-DVS "Erode" 3×3 max filters (§4.2.5).
+Linear → mean over time. ``dvs_mode=True`` adds the CIFAR10-DVS "Erode" 3×3 max filters.
 
 Neuron layers in execution order (golden layout, B squeezed; Hs×Ws = stem output grid):
   patch_embed.proj_lif [T, D/8, H, W] (then pool_0), proj_lif1 [T, D/4, ·, ·], proj_lif2 [T, D/2, ·, ·],

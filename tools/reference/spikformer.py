@@ -1,4 +1,4 @@
-"""Spikformer, DVS configuration (ZK-Zhou/spikformer ``cifar10dvs/model.py``; spec §3, listing A).
+"""Spikformer, DVS configuration (ZK-Zhou/spikformer ``cifar10dvs/model.py``; docs/SEMANTICS.md "Families").
 
 Module attribute names reproduce the reference state_dict keys exactly (121 tensors for the default
 config, including the unused ``pos_embed``, ``block.*.norm1/norm2`` and ``norm``; ``attn.res_lif`` and

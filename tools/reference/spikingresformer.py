@@ -1,4 +1,4 @@
-"""SpikingResformer (xyshi2000/SpikingResformer ``models/spikingresformer.py``; spec §5, listings C/D).
+"""SpikingResformer (xyshi2000/SpikingResformer ``models/spikingresformer.py``; docs/SEMANTICS.md "Families").
 
 ``SpikingResformer(config='dvsg')`` = ``spikingresformer_dvsg`` (PLIF, 32/96/192, group 32, 11 classes);
 ``config='cifar'`` = ``spikingresformer_cifar`` (LIF, 64/192/384, group 64, 10 classes). Both use the
