@@ -191,6 +191,9 @@ COUNTS = {
     "scaled_add": lambda op, ins, ctx: int(np.sum(ins[1])),
 }
 
+# the inputs a count reads (default: all); the others may be real-valued (unknown here)
+NEEDS = {"scaled_add": (1,), "dssa_scores": (1,), "dssa_out": (1,)}
+
 # how routing and pooling ops pass spike maps on (plain numpy); other values are unknown (None)
 VALUES = {
     "maxpool": lambda op, ins: _maxpool(ins[0], op.attrs["k"], op.attrs["stride"], op.attrs["pad"]),
@@ -207,7 +210,9 @@ def independent_acs(graph, golden, events, sess):
     spike-derived (real-valued) are None and their ops are skipped; an op kind that counts ACs but has
     no independent count here is an error, not a silent skip."""
     T = graph.meta["T"]
-    ctx = {"graph": graph, "bins": list(event_bins(events, T)), "state": {},
+    n_in = int(graph.meta.get("input_steps", T))   # converted models: input in the first steps only
+    bins = list(event_bins(events, n_in)) + [events[:0]] * (T - n_in)
+    ctx = {"graph": graph, "bins": bins, "state": {},
            "shape": {i.name: i.out_shape for i in sess.impls}}
     kinds = {i.name: i.kind for i in sess.impls}
     missing = sorted({op.type for op in graph.ops if kinds[op.name].counts_acs and op.type not in COUNTS})
@@ -226,7 +231,8 @@ def independent_acs(graph, golden, events, sess):
             elif kind is Kind.INPUT:
                 vals[op.name] = "events"
             elif kind.counts_acs:
-                known = all(v is not None for v in ins) and (op.type == "conv2d" or not any(isinstance(v, str) for v in ins))
+                need = [ins[i] for i in NEEDS.get(op.type, range(len(ins)))]
+                known = all(v is not None for v in need) and (op.type == "conv2d" or not any(isinstance(v, str) for v in need))
                 n = COUNTS[op.type](op, ins, ctx) if known else None
                 counts[op.name] = None if n is None or counts.get(op.name, 0) is None else counts.get(op.name, 0) + n
                 vals[op.name] = None
