@@ -179,9 +179,19 @@ def test_davis346_layout_skips_aps_imu_and_triggers(tmp_path):
     with open(p, "rb") as f:
         t, sx, sy, sp = ns["load_events"](f, filter_dvs=True)
     not_trigger = kind[kind != 0] >= 2  # it has no notion of trigger words: drop those from its output
-    raw = read_aedat2(p, orientation="spikingjelly").events
+    raw = read_aedat2(p, orientation="raw").events
     for ours, ref in zip(("t", "x", "y", "on"), (t, sx, sy, sp)):
         np.testing.assert_array_equal(raw[ours], ref[not_trigger])
+    with pytest.raises(FormatError, match="'spikingjelly' orientation is its CIFAR10-DVS"):
+        read_aedat2(p, orientation="spikingjelly")
+
+
+def test_dvs128_special_events_skipped_except_for_spikingjelly(tmp_path):
+    p = tmp_path / "sync.aedat"
+    p.write_bytes(_aedat2([(5 << 8) | (6 << 1), 0x8000, (7 << 8) | (8 << 1) | 1], [1, 2, 3]))
+    ev = read_recording(p).events
+    assert ev["t"].tolist() == [1, 3] and ev["x"].tolist() == [121, 119] and ev["y"].tolist() == [122, 120]
+    assert len(read_aedat2(p, orientation="spikingjelly").events) == 3
 
 
 def test_davis240_geometry_and_out_of_sensor_address(tmp_path):

@@ -49,14 +49,15 @@ def detect_format(path) -> str:
         if head.startswith(magic):
             return name
     if head.startswith(b"%"):  # Prophesee: the header names the encoding
-        from .prophesee import sniff
+        from .prophesee import parse_header
         with open(path, "rb") as f:
-            kind = sniff(f.read(1 << 16))
+            kind = parse_header(f.read(1 << 20), path)["kind"]
         if kind in ("evt2", "evt3", "dat"):
             return kind
         raise FormatError(f"{path}: a '%' (Prophesee) header "
-                          + (f"with the unsupported encoding {kind!r}" if kind else "that names no event encoding")
-                          + f"; supported formats: {', '.join(SUPPORTED)}")
+                          + (f"whose encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and DAT are; faery "
+                             f"converts the others)" if kind else "that names no event encoding (no '% evt', "
+                                                                  "'% format' or DAT '% Version' line)"))
     if head.startswith(b"#!AER-DAT"):
         version = head[9:].split(b"\r")[0].split(b"\n")[0].decode("ascii", "replace")
         raise FormatError(f"{path}: AEDAT {version} is not supported; supported formats: {', '.join(SUPPORTED)}")

@@ -5,10 +5,11 @@ Layout: header lines that start with ``#`` (the first is ``#!AER-DATx.y``; jAER 
 2.0 (i32 address), 6 in 1.0 (i16 address). The header ends at the first line that does not start
 with ``#``, as in jAER's own reader.
 
-Address layouts (selected from the AEChip line; without one, from the addresses: all <= 0x7FFF is the
-DVS128 layout, otherwise the DAVIS one):
+Address layouts (selected from the AEChip line; without one, from the addresses: any bit of 16-30
+set means the DAVIS layout, otherwise DVS128):
 
-* DVS128: x = bits 1-7, y = bits 8-14, bit 0 = polarity with 0 meaning ON (jAER's ``fliptype``).
+* DVS128: x = bits 1-7, y = bits 8-14, bit 0 = polarity with 0 meaning ON (jAER's ``fliptype``);
+  bit 15 (sync) or bit 31 set marks a special event, skipped as jAER does.
 * DAVIS (240, 346, 640, ...): y = bits 22-30, x = bits 12-21, bit 11 = polarity (1 = ON); bit 31 set
   marks APS/IMU samples and bit 10 external-input (trigger) events: both are skipped.
 
@@ -18,9 +19,9 @@ Orientation (``orientation=``), in the output's x/y:
   formats: ``x = W-1-x_raw`` (jAER flips x), ``y = H-1-y_raw`` (jAER draws y_raw = 0 at the bottom).
   Same as tonic's ``read_davis_346``.
 * ``"jaer"``: jAER's own event coordinates: ``x = W-1-x_raw``, ``y = y_raw`` (origin bottom-left).
-* ``"spikingjelly"``: DVS128 as spikingjelly's ``CIFAR10DVS.load_origin_data`` returns it
-  (``x = 127-y_raw``, ``y = 127-x_raw``: the image transposed), which is what Spikformer's CIFAR10-DVS
-  checkpoints were trained on; DAVIS as spikingjelly's ``load_events`` (raw bits).
+* ``"spikingjelly"`` (DVS128 only): exactly what spikingjelly's ``CIFAR10DVS.load_origin_data``
+  returns (``x = 127-y_raw``, ``y = 127-x_raw``: the image transposed; every record kept), which is
+  what Spikformer's CIFAR10-DVS checkpoints were trained on.
 * ``"raw"``: the address bits as they are, ``on`` = the polarity bit set.
 
 Polarity is jAER's in every orientation but ``"raw"``. See docs/FORMATS.md.
@@ -52,7 +53,7 @@ _CHIPS = (
 )
 # bit fields: xmask, xshift, ymask, yshift, pmask, ON when the polarity bit is set, keep_mask, keep_value
 _FIELDS = {
-    "dvs128": (0xFE, 1, 0x7F00, 8, 0x1, False, 0, 0),
+    "dvs128": (0xFE, 1, 0x7F00, 8, 0x1, False, 0x80008000, 0),
     "davis": (0x003FF000, 12, 0x7FC00000, 22, 0x800, True, 0x80000400, 0),
 }
 
@@ -98,13 +99,18 @@ def _params(layout, size, orientation, path):
     xmask, xshift, ymask, yshift, pmask, on_if_set, kmask, kval = _FIELDS[layout]
     xflip = yflip = -1
     swap = False
-    if orientation == "raw" or (orientation == "spikingjelly" and layout == "davis"):
-        on_if_set = True if orientation == "raw" else on_if_set
+    if orientation == "spikingjelly" and layout != "dvs128":
+        raise _err(path, "byte 0: the 'spikingjelly' orientation is its CIFAR10-DVS (DVS128) reader; this file "
+                         "has the DAVIS layout: use 'image', 'jaer' or 'raw'")
+    if orientation == "spikingjelly":
+        kmask = kval = 0  # its loader keeps every record
+    if orientation == "raw":
+        on_if_set = True
     else:
         if size is None:
             raise _err(path, f"byte 0: the header names no chip of known size, so the '{orientation}' "
-                             f"orientation (which mirrors x) cannot be applied; pass sensor_size=(W, H) or "
-                             f"orientation='raw'")
+                             f"orientation (which mirrors x) cannot be applied; pass sensor_size=(W, H) (v2e "
+                             f"writes 346 x 260 unless told otherwise) or orientation='raw'")
         xflip = size[0] - 1
         if orientation == "image":
             yflip = size[1] - 1
@@ -159,11 +165,12 @@ def decode_aedat2(data, *, layout=None, sensor_size=None, orientation="image", s
 
 
 def _guess_layout(buf, start, rec, n):
-    """No AEChip line: 'dvs128' when every address fits in 15 bits (as DVS128 ones do), else 'davis'."""
+    """No AEChip line: 'davis' when some address has a bit of 16-30 set (DAVIS y and x live there; DVS128
+    addresses use bits 0-15 and 31 only), else 'dvs128'."""
     if rec == 6 or not n:
         return "dvs128"
     r = buf[start:start + rec * n].reshape(n, rec)
-    return "davis" if bool((r[:, 0] | r[:, 1] | (r[:, 2] & 0x80)).any()) else "dvs128"
+    return "davis" if bool(((r[:, 0] & 0x7F) | r[:, 1]).any()) else "dvs128"
 
 
 def read_aedat2(path, *, layout=None, sensor_size=None, orientation="image") -> Recording:

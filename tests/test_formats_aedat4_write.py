@@ -1,0 +1,140 @@
+"""AEDAT 4 writing, read back by two independent readers (the ``aedat`` package and iniVation's
+dv-processing), and the real recordings in tests/data through ``evrt info``."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ON_CI
+from evrt.cli import main
+from evrt.events import make_events
+from evrt.formats import AEDAT4Writer, read_recording, write_aedat4
+from evrt.formats.aedat2 import read_aedat2
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DVX = os.path.join(DATA, "dvxplorer_cut.aedat4")
+V2E = os.path.join(DATA, "dvxplorer_v2e_davis346.aedat")
+NMNIST = os.path.join(os.path.dirname(os.path.dirname(DATA)), "examples", "data", "nmnist", "Test", "0", "00004.bin")
+
+
+def _dv():
+    try:
+        import dv_processing
+    except ImportError:
+        if ON_CI:
+            pytest.fail("dv-processing is required on CI (dev extra) but is not installed")
+        pytest.skip("dv-processing not installed (pip install dv-processing)")
+    return dv_processing
+
+
+def _read_with_aedat(path):
+    import aedat
+    d = aedat.Decoder(path)
+    streams = d.id_to_stream()
+    ev = np.concatenate([p["events"] for p in d if "events" in p])
+    return streams, ev
+
+
+def _read_with_dv(path):
+    dv = _dv()
+    rec = dv.io.MonoCameraRecording(path)
+    parts = []
+    while rec.isRunning():
+        batch = rec.getNextEventBatch()
+        if batch is None:
+            break
+        parts.append(batch.numpy())
+    return rec.getCameraName(), tuple(rec.getEventResolution()), np.concatenate(parts)
+
+
+def _same(a, ev, names=("t", "x", "y", "on")):
+    for ours, theirs in zip(("t", "x", "y", "on"), names):
+        np.testing.assert_array_equal(a[theirs], ev[ours])
+
+
+def test_real_dvxplorer_recording():
+    rec = read_recording(DVX)
+    assert (rec.format, rec.sensor_size, rec.camera) == ("aedat4", (320, 240), "DVXplorer_DXB00010")
+    _, ev = _read_with_aedat(DVX)
+    _same(ev, rec.events, ev.dtype.names)
+    name, size, a = _read_with_dv(DVX)
+    assert name == "DVXplorer_DXB00010" and size == (320, 240)
+    _same(a, rec.events, ("timestamp", "x", "y", "polarity"))
+
+
+def test_write_real_events_read_back_by_aedat_and_dv(tmp_path):
+    ev = read_recording(DVX).events
+    p = tmp_path / "out.aedat4"
+    n = write_aedat4(p, ev, (320, 240), source="DVXplorer replay", packet_events=1000)
+    assert n == os.path.getsize(p)
+    streams, back = _read_with_aedat(str(p))
+    assert streams == {0: {"type": "events", "width": 320, "height": 240}}
+    _same(back, ev, back.dtype.names)
+    name, size, a = _read_with_dv(str(p))
+    assert name == "DVXplorer replay" and size == (320, 240)
+    _same(a, ev, ("timestamp", "x", "y", "polarity"))
+    rec = read_recording(p)
+    assert (rec.format, rec.sensor_size, rec.camera) == ("aedat4", (320, 240), "DVXplorer replay")
+
+
+def test_streaming_writer_and_refusals(tmp_path):
+    rng = np.random.default_rng(1)
+    ev = make_events(np.sort(rng.integers(0, 2 ** 40, 9000)), rng.integers(0, 346, 9000),
+                     rng.integers(0, 260, 9000), rng.integers(0, 2, 9000))
+    p = tmp_path / "live.aedat4"
+    with AEDAT4Writer(p, (346, 260)) as w:
+        for a in range(0, 9000, 2500):
+            w.write(ev[a:a + 2500])
+        w.write(ev[:0])
+        assert w.events_written == 9000
+        with pytest.raises(ValueError, match="backwards"):
+            w.write(ev[:5])
+    _, back = _read_with_aedat(str(p))
+    _same(back, ev, back.dtype.names)
+    with pytest.raises(FileExistsError):
+        write_aedat4(p, ev, (346, 260))  # never replaces an existing file unless asked
+    write_aedat4(p, ev[:10], (346, 260), overwrite=True)
+    assert len(read_recording(p).events) == 10
+    with pytest.raises(ValueError, match="outside the 100 x 100 sensor"):
+        write_aedat4(tmp_path / "small.aedat4", ev, (100, 100))
+    with pytest.raises(ValueError, match="sensor_size"):
+        AEDAT4Writer(tmp_path / "bad.aedat4", (0, 5))
+
+
+def test_v2e_written_aedat2_holds_the_dvxplorer_events():
+    """v2e's AEDAT-2.0 writer (DAVIS346 layout, x and y mirrored into jAER's convention) took the
+    DVXplorer events with top-left origin and t rebased to 0 (as float seconds, truncated back to
+    µs); the 'image' orientation must give those events back."""
+    src = read_recording(DVX).events
+    rec = read_aedat2(V2E, sensor_size=(346, 260))
+    assert rec.camera is None and rec.sensor_size == (346, 260)
+    t = (1e6 * ((src["t"] - src["t"][0]).astype(np.float64) / 1e6)).astype(np.int32)
+    np.testing.assert_array_equal(rec.events["t"], t)
+    for f in ("x", "y", "on"):
+        np.testing.assert_array_equal(rec.events[f], src[f])
+    jaer = read_aedat2(V2E, sensor_size=(346, 260), orientation="jaer").events
+    np.testing.assert_array_equal(jaer["y"], 259 - src["y"])  # jAER counts rows from the bottom
+
+
+@pytest.mark.parametrize("path, fmt, size, camera", [
+    (DVX, "aedat4", [320, 240], "DVXplorer_DXB00010"),
+    (os.path.join(DATA, "prophesee_gen3_evt2.raw"), "evt2", [640, 480], "Prophesee hal_plugin_gen3_fx3 (serial 00000157)"),
+    (os.path.join(DATA, "prophesee_gen41_evt3.raw"), "evt3", [1280, 720], "Prophesee hal_plugin_gen41_evk3 (serial 00000307)"),
+    (os.path.join(DATA, "prophesee_gen3_cd.dat"), "dat", [640, 480], None),
+    (NMNIST, "atis-bin", None, None),
+])
+def test_info_on_real_files(capsys, path, fmt, size, camera):
+    assert main(["info", path, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["format"], s["sensor_size"], s["camera"]) == (fmt, size, camera)
+    assert s["events"] > 1000
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert f"format:      {fmt}" in out and (camera is None or f"camera:      {camera}" in out)
+
+
+def test_info_on_v2e_file_without_chip_is_one_line_error(capsys):
+    assert main(["info", V2E]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "names no chip of known size" in err and "\n" not in err
