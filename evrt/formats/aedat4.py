@@ -52,6 +52,26 @@ def _stream_sources(path) -> dict:
     return out
 
 
+def _join(parts) -> np.ndarray:
+    """One ``EVENT_DTYPE`` array from the packets. The ``aedat`` package's packets have our 13-byte
+    layout under another field title, which sends ``np.concatenate`` down a slow path (~5x slower);
+    their bytes are copied instead. Anything else is converted field by field."""
+    if not parts:
+        return np.zeros(0, EVENT_DTYPE)
+    same = all(p.dtype.itemsize == EVENT_DTYPE.itemsize and p.flags.c_contiguous
+               and [p.dtype.fields[n][:2] for n in ("t", "x", "y", "on")]
+               == [EVENT_DTYPE.fields[n][:2] for n in ("t", "x", "y", "on")] for p in parts)
+    if not same:
+        return np.concatenate([p.astype(EVENT_DTYPE) for p in parts])
+    out = np.empty(sum(len(p) for p in parts), EVENT_DTYPE)
+    flat, k = out.view(np.uint8), 0
+    for p in parts:
+        b = p.view(np.uint8).reshape(-1)
+        flat[k:k + len(b)] = b
+        k += len(b)
+    return out
+
+
 def read_aedat4(path, stream_id: int | None = None) -> Recording:
     """Events of one event stream (the lowest-numbered one unless ``stream_id`` is given); the sensor
     size is that stream's width and height. A file without event streams raises ``FormatError``."""
@@ -73,9 +93,7 @@ def read_aedat4(path, stream_id: int | None = None) -> Recording:
                 parts.append(packet["events"])
     except Exception as e:
         raise FormatError(f"{path}: corrupt AEDAT 4 packet after {sum(map(len, parts))} events ({e})") from None
-    ev = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
-    if ev.dtype != EVENT_DTYPE:  # future aedat versions may widen fields; keep our layout
-        ev = ev.astype(EVENT_DTYPE)
+    ev = _join(parts)
     s = streams[stream_id]
     size = (int(s["width"]), int(s["height"])) if s.get("width") and s.get("height") else None
     return Recording(ev, size, path, "aedat4", None, _stream_sources(path).get(stream_id))
