@@ -138,3 +138,90 @@ def test_info_on_v2e_file_without_chip_is_one_line_error(capsys):
     assert main(["info", V2E]) == 2
     err = capsys.readouterr().err.strip()
     assert "names no chip of known size" in err and "\n" not in err
+
+
+# ------------------------------------------------------------------------- AEDAT 4 decoding paths
+def _faery():
+    try:
+        import faery
+    except ImportError:
+        if ON_CI:
+            pytest.fail("faery is required on CI (dev extra) but is not installed")
+        pytest.skip("faery not installed")
+    return faery
+
+
+def test_lz4_and_zstd_files_written_by_faery(tmp_path):
+    """faery's AEDAT 4 encoder (LZ4 and ZSTD packets, with a data table at the end): the numba LZ4 path
+    and the aedat-package ZSTD path both give the events back."""
+    faery = _faery()
+    ev = read_recording(DVX).events
+    for comp in ("lz4", "zstd"):
+        p = tmp_path / f"{comp}.aedat4"
+        arr = np.zeros(len(ev), faery.EVENTS_DTYPE)
+        arr["t"], arr["x"], arr["y"], arr["on"] = ev["t"], ev["x"], ev["y"], ev["on"]
+        faery.events_stream_from_array(arr, dimensions=(320, 240)).to_file(p, compression=(comp, 1), zero_t0=False)
+        rec = read_recording(p)
+        assert rec.sensor_size == (320, 240)
+        _same(rec.events, ev, ("t", "x", "y", "on"))
+
+
+def test_lz4_kernel_equals_python_twin_on_real_packets():
+    import struct
+    from evrt.formats.aedat4 import parse_io_header
+    from evrt.kernels.decode import lz4f_decode, lz4f_decode_py
+    data = open(DVX, "rb").read()
+    compression, _, off, end = parse_io_header(data)
+    assert compression == 1  # DV wrote this recording with LZ4 packets
+    buf = np.frombuffer(data, np.uint8)
+    seen = 0
+    while off < end:
+        sid, size = struct.unpack_from("<iI", data, off)
+        for cap in (1 << 16, 100):  # roomy, and too small (-2)
+            a, b = np.zeros(cap, np.uint8), np.zeros(cap, np.uint8)
+            ra, rb = lz4f_decode(buf, off + 8, off + 8 + size, a), lz4f_decode_py(buf, off + 8, off + 8 + size, b)
+            assert ra == rb
+            if ra > 0:
+                np.testing.assert_array_equal(a[:ra], b[:rb])
+        seen += 1
+        off += 8 + size
+    assert seen >= 10
+
+
+def test_copy_kernel_equals_numpy_twin():
+    from evrt.events import EVENT_DTYPE
+    from evrt.kernels.decode import copy_aedat4_events, copy_aedat4_events_np
+    rng = np.random.default_rng(3)
+    pk = rng.integers(0, 256, 16 * 500 + 7, dtype=np.uint8)
+    pk[7::16] &= 0x7F  # most times non-negative
+    for w, h in ((0, 0), (40000, 40000), (300, 200)):
+        a, b = np.zeros(500, EVENT_DTYPE), np.zeros(500, EVENT_DTYPE)
+        ra = copy_aedat4_events(pk, 7, 500, w, h, a.view(np.uint8), 0)
+        rb = copy_aedat4_events_np(pk, 7, 500, w, h, b.view(np.uint8), 0)
+        assert ra == rb
+        if ra > 0:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_hostile_aedat4_bytes_give_one_line_errors():
+    """Flipped bytes and truncations of the real DV recording: a clean decode or one FormatError line."""
+    from evrt.errors import FormatError
+    from evrt.formats.aedat4 import decode_aedat4
+    data = open(DVX, "rb").read()
+    rng = np.random.default_rng(11)
+    outcomes = set()
+    for trial in range(300):
+        b = bytearray(data)
+        if trial % 3 == 0:
+            b = b[:int(rng.integers(0, len(b)))]
+        else:
+            for i in rng.integers(0, len(b), int(rng.integers(1, 20))):
+                b[i] = int(rng.integers(0, 256))
+        try:
+            ev, _, _ = decode_aedat4(bytes(b), source="f")
+            assert len(ev) <= 255 * len(b) // 16
+            outcomes.add("ok")
+        except FormatError as e:
+            assert "\n" not in str(e) and str(e).startswith("f: byte ") or str(e).startswith("f: packet at byte ")
+            outcomes.add("error")
+    assert outcomes == {"ok", "error"}

@@ -15,7 +15,8 @@ import numba
 import numpy as np
 
 __all__ = ["decode_atis40", "decode_atis40_np", "decode_aer_be", "decode_aer_be_np", "decode_evt2", "decode_evt2_np",
-           "count_evt3", "decode_evt3", "decode_evt3_py", "decode_dat", "decode_dat_np",
+           "count_evt3", "decode_evt3", "decode_evt3_py", "decode_dat", "decode_dat_np", "lz4f_decode",
+           "lz4f_decode_py", "event_packet_span", "copy_aedat4_events", "copy_aedat4_events_np",
            "ATIS_OVERFLOW_Y", "ATIS_OVERFLOW_US"]
 
 # N-MNIST / N-Caltech101: a record with y == 240 is not an event but a timestamp-overflow marker; every
@@ -465,3 +466,238 @@ def decode_dat_np(buf, start, layout, width, height, out):
     k = min(k, len(out))
     out["t"][:k], out["x"][:k], out["y"][:k], out["on"][:k] = t[:k], x[:k], y[:k], p[:k] == 1
     return k, bad_byte
+
+
+# ---------------------------------------------------------------------------------------- AEDAT 4
+LZ4F_MAGIC = 0x184D2204
+EVENT_DTYPE_13 = np.dtype([("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "?")])  # evrt.events.EVENT_DTYPE
+AEDAT4_EVENT_BYTES = 16  # i64 t, i16 x, i16 y, u8 on, 3 pad bytes
+
+
+@numba.njit(cache=True, nogil=True)
+def _u32le(b, i):
+    return np.int64(b[i]) | (np.int64(b[i + 1]) << 8) | (np.int64(b[i + 2]) << 16) | (np.int64(b[i + 3]) << 24)
+
+
+@numba.njit(cache=True, nogil=True)
+def lz4f_decode(src, off, end, dst):
+    """Decompress the LZ4 frame in ``src[off:end]`` into ``dst``. Returns the decompressed length,
+    ``-1`` for a malformed frame (bad magic, dictionary id, a block or sequence that runs past its
+    end, a match offset before the output's start) or ``-2`` when ``dst`` is too small. Linked and
+    independent blocks, stored (uncompressed) blocks and the optional checksums (skipped, not
+    verified) are handled; matches may overlap their own output, as LZ4 allows."""
+    if end - off < 7 or _u32le(src, off) != LZ4F_MAGIC:
+        return -1
+    flg = np.int64(src[off + 4])
+    if (flg >> 6) != 1 or (flg & 1):
+        return -1
+    p = off + 6 + (8 if flg & 0x08 else 0) + 1
+    bsum = 4 if flg & 0x10 else 0
+    op = 0
+    cap = dst.shape[0]
+    while True:
+        if p + 4 > end:
+            return -1
+        bs = _u32le(src, p)
+        p += 4
+        if bs == 0:
+            break
+        stored = bs >> 31
+        bs &= 0x7FFFFFFF
+        if p + bs + bsum > end:
+            return -1
+        if stored:
+            if op + bs > cap:
+                return -2
+            dst[op:op + bs] = src[p:p + bs]
+            op += bs
+        else:
+            ip, iend = p, p + bs
+            while ip < iend:
+                token = np.int64(src[ip])
+                ip += 1
+                lit = token >> 4
+                if lit == 15:
+                    while True:
+                        if ip >= iend:
+                            return -1
+                        b = np.int64(src[ip])
+                        ip += 1
+                        lit += b
+                        if b != 255:
+                            break
+                if ip + lit > iend:
+                    return -1
+                if op + lit > cap:
+                    return -2
+                for i in range(lit):  # byte loops: sequences are short, slicing costs more
+                    dst[op + i] = src[ip + i]
+                ip += lit
+                op += lit
+                if ip >= iend:
+                    break  # the last sequence has literals only
+                if ip + 2 > iend:
+                    return -1
+                dist = np.int64(src[ip]) | (np.int64(src[ip + 1]) << 8)
+                ip += 2
+                if dist == 0 or dist > op:
+                    return -1
+                mlen = token & 15
+                if mlen == 15:
+                    while True:
+                        if ip >= iend:
+                            return -1
+                        b = np.int64(src[ip])
+                        ip += 1
+                        mlen += b
+                        if b != 255:
+                            break
+                mlen += 4
+                if op + mlen > cap:
+                    return -2
+                for i in range(mlen):  # may overlap its own output: byte by byte
+                    dst[op + i] = dst[op - dist + i]
+                op += mlen
+        p += bs + bsum
+    return op
+
+
+def lz4f_decode_py(src, off, end, dst):
+    """Plain-Python twin of ``lz4f_decode`` (small inputs only)."""
+    src = bytes(np.asarray(src, np.uint8)[off:end])
+    u32 = lambda i: int.from_bytes(src[i:i + 4], "little")  # noqa: E731
+    if len(src) < 7 or u32(0) != LZ4F_MAGIC or (src[4] >> 6) != 1 or src[4] & 1:
+        return -1
+    flg = src[4]
+    p, bsum, out, cap = 6 + (8 if flg & 0x08 else 0) + 1, 4 if flg & 0x10 else 0, bytearray(), len(dst)
+    while True:
+        if p + 4 > len(src):
+            return -1
+        bs = u32(p)
+        p += 4
+        if bs == 0:
+            break
+        stored, bs = bs >> 31, bs & 0x7FFFFFFF
+        if p + bs + bsum > len(src):
+            return -1
+        blk = src[p:p + bs]
+        if stored:
+            out += blk
+        else:
+            ip = 0
+            while ip < len(blk):
+                token = blk[ip]
+                ip += 1
+                lit = token >> 4
+                if lit == 15:
+                    while True:
+                        if ip >= len(blk):
+                            return -1
+                        lit += blk[ip]
+                        ip += 1
+                        if blk[ip - 1] != 255:
+                            break
+                if ip + lit > len(blk):
+                    return -1
+                out += blk[ip:ip + lit]
+                ip += lit
+                if len(out) > cap:
+                    return -2
+                if ip >= len(blk):
+                    break
+                if ip + 2 > len(blk):
+                    return -1
+                dist = blk[ip] | (blk[ip + 1] << 8)
+                ip += 2
+                if dist == 0 or dist > len(out):
+                    return -1
+                mlen = token & 15
+                if mlen == 15:
+                    while True:
+                        if ip >= len(blk):
+                            return -1
+                        mlen += blk[ip]
+                        ip += 1
+                        if blk[ip - 1] != 255:
+                            break
+                for _ in range(mlen + 4):
+                    out.append(out[-dist])
+        if len(out) > cap:
+            return -2
+        p += bs + bsum
+    dst[:len(out)] = np.frombuffer(bytes(out), np.uint8)
+    return len(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def event_packet_span(pk, n):
+    """``(first element byte, element count)`` of the size-prefixed EventPacket FlatBuffer in
+    ``pk[:n]`` (its ``elements`` vector of 16-byte ``Event`` structs), or ``(-1, 0)`` when a table,
+    vtable or vector offset points outside it."""
+    if n < 12:
+        return -1, 0
+    table = 4 + _u32le(pk, 4)
+    if table + 4 > n:
+        return -1, 0
+    soff = _u32le(pk, table)
+    if soff >= 1 << 31:
+        soff -= 1 << 32
+    vt = table - soff
+    if vt < 0 or vt + 4 > n:
+        return -1, 0
+    vt_size = np.int64(pk[vt]) | (np.int64(pk[vt + 1]) << 8)
+    if vt_size < 6 or vt + vt_size > n:
+        return 0, 0  # no elements field: an empty packet
+    field = np.int64(pk[vt + 4]) | (np.int64(pk[vt + 5]) << 8)
+    if field == 0:
+        return 0, 0
+    fpos = table + field
+    if fpos + 4 > n:
+        return -1, 0
+    vec = fpos + _u32le(pk, fpos)
+    if vec + 4 > n:
+        return -1, 0
+    count = _u32le(pk, vec)
+    if vec + 4 + AEDAT4_EVENT_BYTES * count > n:
+        return -1, 0
+    return vec + 4, count
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_aedat4_events(pk, first, count, width, height, out, k):
+    """Copy ``count`` 16-byte AEDAT 4 events from ``pk[first:]`` into the ``EVENT_DTYPE`` array whose
+    bytes are ``out`` (a uint8 view: called once per packet, and a plain byte array dispatches much
+    faster than a record array), from event ``k`` on. Returns the new ``k``, or ``-1 - i`` when
+    event ``i`` has a negative time or a coordinate outside the sensor (``width``/``height`` > 0)."""
+    for i in range(count):
+        b = first + AEDAT4_EVENT_BYTES * i
+        if pk[b + 7] >= 128 or pk[b + 9] >= 128 or pk[b + 11] >= 128:
+            return -1 - i
+        x = np.int64(pk[b + 8]) | (np.int64(pk[b + 9]) << 8)
+        y = np.int64(pk[b + 10]) | (np.int64(pk[b + 11]) << 8)
+        if (width > 0 and x >= width) or (height > 0 and y >= height):
+            return -1 - i
+        o = 13 * k
+        for j in range(12):
+            out[o + j] = pk[b + j]
+        out[o + 12] = 1 if pk[b + 12] != 0 else 0
+        k += 1
+    return k
+
+
+def copy_aedat4_events_np(pk, first, count, width, height, out, k):
+    """NumPy twin of ``copy_aedat4_events``."""
+    out = out.view(EVENT_DTYPE_13)
+    rec = np.frombuffer(bytes(np.asarray(pk, np.uint8)[first:first + AEDAT4_EVENT_BYTES * count]),
+                        np.dtype({"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "u1"],
+                                  "offsets": [0, 8, 10, 12], "itemsize": 16}))
+    bad = (rec["t"] < 0) | (rec["x"] < 0) | (rec["y"] < 0)
+    if width > 0:
+        bad |= rec["x"] >= width
+    if height > 0:
+        bad |= rec["y"] >= height
+    if bad.any():
+        return -1 - int(np.argmax(bad))
+    out["t"][k:k + count], out["x"][k:k + count], out["y"][k:k + count] = rec["t"], rec["x"], rec["y"]
+    out["on"][k:k + count] = rec["on"] != 0
+    return k + count
