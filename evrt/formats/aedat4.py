@@ -28,6 +28,7 @@ __all__ = ["read_aedat4", "decode_aedat4", "parse_io_header", "MAGIC"]
 
 MAGIC = b"#!AER-DAT4.0"
 _COMPRESSION = {0: "none", 1: "LZ4", 2: "LZ4 high", 3: "ZSTD", 4: "ZSTD high"}
+_KINDS = {"EVTS": "events", "FRME": "frame", "IMUS": "imus", "TRIG": "triggers"}  # the aedat package's names
 _LZ4_MAX_RATIO = 255  # an LZ4 byte can stand for at most ~255 output bytes: caps a packet's output
 
 
@@ -42,11 +43,11 @@ def parse_io_header(data, path="<bytes>"):
         raise _err(path, f"byte 0: not an AEDAT 4 file (expected {MAGIC.decode()!r})")
     base = data.find(b"\n", 0, 16) + 1
     if base <= 0 or len(data) < base + 16:
-        raise _err(path, f"byte {len(data)}: end of file inside the AEDAT 4 IOHeader")
+        raise _err(path, f"byte {len(data)}: not a readable AEDAT 4 file (end of file inside the IOHeader)")
     size = struct.unpack_from("<I", data, base)[0]
     fb, end = base + 4, base + 4 + size
     if end > len(data) or size < 12:
-        raise _err(path, f"byte {base}: IOHeader of {size} bytes runs past the end of the file")
+        raise _err(path, f"byte {base}: not a readable AEDAT 4 file (IOHeader of {size} bytes runs past the end)")
 
     def u32(i):
         if not fb <= i <= end - 4:
@@ -78,7 +79,7 @@ def parse_io_header(data, path="<bytes>"):
 def parse_streams(description: str) -> dict:
     """Stream id -> ``{'type': typeIdentifier, 'width', 'height', 'source'}`` from the XML description."""
     starts = [(m.start(), int(m.group(1)))
-              for m in re.finditer(r'<node name="(\d{1,9})" path="[^"]{0,300}outInfo/\1/"', description)]
+              for m in re.finditer(r'<node name="(\d{1,9})" path="[^"]{0,300}/\1/"', description)]
     out = {}
     for i, (pos, sid) in enumerate(starts):
         seg = description[pos:starts[i + 1][0] if i + 1 < len(starts) else len(description)]
@@ -105,7 +106,7 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
     streams = parse_streams(description)
     event_ids = sorted(i for i, s in streams.items() if s["type"] == "EVTS")
     if not event_ids:
-        kinds = ", ".join(f"{i}: {s['type']}" for i, s in sorted(streams.items())) or "none"
+        kinds = ", ".join(f"{i}: {_KINDS.get(s['type'], s['type'])}" for i, s in sorted(streams.items())) or "none"
         raise _err(source, f"byte 0: no event stream in this AEDAT 4 file (streams: {kinds})")
     if stream_id is None:
         stream_id = event_ids[0]
