@@ -3,7 +3,7 @@ to its extension, and returns a ``Recording``:
 
 * AEDAT 3.1 (``#!AER-DAT3.1``; DVS128 Gesture) — ``aedat31``; labels from ``<stem>_labels.csv`` beside
   it when present (csv class 1..11 -> label 0..10, the gesture id)
-* AEDAT 4 (``#!AER-DAT4.0``) — ``aedat4``, through the ``aedat`` package
+* AEDAT 4 (``#!AER-DAT4.0``) — ``aedat4`` (uncompressed and LZ4 decoded by evrt, ZSTD by the ``aedat`` package)
 * AEDAT 2.0 / 1.0 (``#!AER-DAT2.0``; jAER, CIFAR10-DVS) — ``aedat2`` (camera and geometry from the
   ``# AEChip:`` header line)
 * N-MNIST / N-Caltech101 40-bit ATIS ``.bin`` / ``.bs2`` (no header: chosen by extension) — ``atis_bin``
