@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import ON_CI
 from evrt.cli import main
@@ -225,3 +227,24 @@ def test_hostile_aedat4_bytes_give_one_line_errors():
             assert "\n" not in str(e) and str(e).startswith("f: byte ") or str(e).startswith("f: packet at byte ")
             outcomes.add("error")
     assert outcomes == {"ok", "error"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([0, 1]), st.lists(st.tuples(st.integers(0, 2), st.binary(max_size=120)), max_size=6),
+       st.binary(max_size=8))
+def test_aedat4_fuzz(compression, packets, tail):
+    """A valid IOHeader (one 8 x 8 event stream, none or LZ4) and hostile packets after it."""
+    import struct
+    from evrt.errors import FormatError
+    from evrt.formats.aedat4 import decode_aedat4
+    from evrt.formats.aedat4_writer import MAGIC, _description, _io_header
+    head = bytearray(_io_header(_description((8, 8), "fuzz")))
+    struct.pack_into("<i", head, 24 + 4, compression)  # IOHeader table at 24: compression right after soffset
+    body = b"".join(struct.pack("<iI", sid, len(b)) + b for sid, b in packets) + tail
+    try:
+        ev, size, _ = decode_aedat4(MAGIC + bytes(head) + body, source="f")
+    except FormatError as e:
+        assert "\n" not in str(e) and (str(e).startswith("f: byte ") or str(e).startswith("f: packet at byte "))
+        return
+    assert size == (8, 8) and len(ev) <= 255 * len(body)
+    assert len(ev) == 0 or (ev["x"].max() < 8 and ev["y"].max() < 8)

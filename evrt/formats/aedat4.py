@@ -116,7 +116,7 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
     size = (info["width"], info["height"]) if info["width"] and info["height"] else None
     w, h = size if size else (0, 0)
     buf = np.frombuffer(data, np.uint8)
-    out = np.empty(max(16, (n - off) // (16 if compression == 0 else 4)), EVENT_DTYPE)
+    out = np.empty(max(16, (n - off) // 16), EVENT_DTYPE)  # grown by doubling: LZ4 packets hold more
     scratch = np.empty(1 << 16, np.uint8)
     k = 0
     while off < n:
