@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import struct
 import sys
 
@@ -55,8 +56,9 @@ def cut_aedat4(src, dst, n_event_packets: int) -> None:
     struct.pack_into("<q", data, table + field, -1)
     off, seen = fb + size, 0
     xml = bytes(data[fb:fb + size])
-    event_ids = {int(m) for m in __import__("re").findall(rb'<node name="(\d+)"[^>]*>\s*<attr key="compression"[^<]*</attr>\s*'
-                                                         rb'<attr key="originalModuleName"[^<]*</attr>\s*<attr key="originalOutputName" type="string">events', xml)}
+    event_ids = {int(m) for m in re.findall(rb'<node name="(\d+)"[^>]*>\s*<attr key="compression"[^<]*</attr>\s*'
+                                            rb'<attr key="originalModuleName"[^<]*</attr>\s*'
+                                            rb'<attr key="originalOutputName" type="string">events', xml)}
     while off < len(data) and seen < n_event_packets:
         sid, sz = struct.unpack_from("<iI", data, off)
         off += 8 + sz

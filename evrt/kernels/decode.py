@@ -228,17 +228,13 @@ def decode_evt2_np(buf, start, width, height, out):
     is_th = kind == EVT2_TIME_HIGH
     th = (w & np.uint64(0x0FFFFFFF)) << np.uint64(6)
     # running time base: the last TIME_HIGH at or before each word, unwrapped
-    idx = np.where(is_th, np.arange(n), -1)
-    idx = np.maximum.accumulate(idx) if n else idx
     ths = th[is_th]
     wraps = np.zeros(len(ths), np.uint64)
     if len(ths) > 1:
         wraps[1:] = np.cumsum(ths[1:] + np.uint64(1 << 33) < ths[:-1], dtype=np.uint64) << np.uint64(34)
-    # the wrap count of the previous base is in unwrapped terms in the kernel; in raw terms it is the
-    # same comparison because the raw values carry no wraps
     base_all = np.zeros(n, np.uint64)
-    order = np.cumsum(is_th) - 1
-    have = idx >= 0
+    order = np.cumsum(is_th) - 1  # index of the last TIME_HIGH at or before each word (-1: none yet)
+    have = order >= 0
     base_all[have] = (ths + wraps)[order[have]]
     cd = (kind == EVT2_CD_OFF) | (kind == EVT2_CD_ON)
     skipped = int(np.count_nonzero(cd & ~have))
