@@ -157,3 +157,17 @@ def test_prophesee_fuzz(head, body):
     assert len(ev) <= 6 * len(body)  # EVT 3.0 vectors: at most 12 events per 2 bytes, sized by count
     if size is not None and len(ev):
         assert ev["x"].max() < size[0] and ev["y"].max() < size[1]
+
+
+def test_header_geometry_sources():
+    modern = (b"% camera_integrator_name Prophesee\n% date 2023-03-29 16:37:46\n% format EVT3;height=720;width=1280\n"
+              b"% generation 4.2\n% plugin_name hal_plugin_imx636_evk4\n% serial_number 00050423\n% end\n")
+    h = parse_header(modern)
+    assert (h["kind"], h["size"], h["camera"]) == ("evt3", (1280, 720), "Prophesee hal_plugin_imx636_evk4 (serial 00050423)")
+    assert h["start"] == len(modern)
+    legacy = b"% evt 2.0\n% geometry 304x240\n% sensor_generation 3.1\n"
+    assert parse_header(legacy)["size"] == (304, 240)  # an explicit geometry wins over the generation
+    assert parse_header(b"% evt 3.0\n% sensor_generation 4.1\n")["size"] == (1280, 720)
+    assert parse_header(b"% evt 3.0\n% plugin_name hal_plugin_unknown\n")["size"] is None
+    dat = b"% Data file containing CD events.\n% Version 2\n% Height 480\n% Width 640\n"
+    assert (parse_header(dat)["kind"], parse_header(dat)["size"]) == ("dat", (640, 480))

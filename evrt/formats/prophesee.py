@@ -73,7 +73,7 @@ def parse_header(data, path="<bytes>") -> dict:
             size = (int(kv["width"]), int(kv["height"]))
     if size is None and fields.get("width", "").isdigit() and fields.get("height", "").isdigit():
         size = (int(fields["width"]), int(fields["height"]))
-    plugin = fields.get("plugin_name") or fields.get("camera_integrator_name") and None
+    plugin = fields.get("plugin_name")
     gen = fields.get("sensor_generation", "")
     if size is None and (plugin or gen):
         probe = (plugin or "").lower() + " gen" + gen.replace(".", "")
@@ -81,8 +81,9 @@ def parse_header(data, path="<bytes>") -> dict:
             if piece in probe:
                 size = s
                 break
-    camera = " ".join(v for v in (fields.get("integrator_name") or fields.get("camera_integrator_name"),
-                                  plugin or fields.get("system_id") and f"system {fields['system_id']}") if v)
+    maker = fields.get("integrator_name") or fields.get("camera_integrator_name")
+    model = plugin or (f"system {fields['system_id']}" if fields.get("system_id") else None)
+    camera = " ".join(v for v in (maker, model) if v)
     if camera and fields.get("serial_number"):
         camera += f" (serial {fields['serial_number']})"
     return {"start": off, "fields": fields, "kind": kind, "size": size, "camera": camera or None,
