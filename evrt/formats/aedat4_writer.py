@@ -64,11 +64,10 @@ def _io_header(description: bytes) -> bytes:
     return bytes(buf)
 
 
-def _event_packet(ev: np.ndarray) -> bytes:
-    """Size-prefixed EventPacket: vtable at 12, table at 20, vector length at 28, structs from 32."""
-    n = len(ev)
-    rec = np.zeros(n, _EVENT)
-    rec["t"], rec["x"], rec["y"], rec["on"] = ev["t"], ev["x"], ev["y"], ev["on"]
+def _event_packet(rec: np.ndarray) -> bytes:
+    """Size-prefixed EventPacket of ``_EVENT`` structs: vtable at 12, table at 20, vector length at
+    28, structs from 32."""
+    n = len(rec)
     head = struct.pack("<II4s3H2xiII", 28 + 16 * n, 20 - 4, b"EVTS", 6, 8, 4, 20 - 12, 28 - 24, n)
     return head + rec.tobytes()
 
@@ -110,8 +109,10 @@ class AEDAT4Writer:
         if int(ev["x"].max()) >= w or int(ev["y"].max()) >= h:
             raise ValueError(f"{self.path}: events reach x={int(ev['x'].max())}, y={int(ev['y'].max())}, "
                              f"outside the {w} x {h} sensor")
+        rec = np.zeros(len(ev), _EVENT)  # the 16-byte file layout, converted once for all packets
+        rec["t"], rec["x"], rec["y"], rec["on"] = ev["t"], ev["x"], ev["y"], ev["on"]
         for a in range(0, len(ev), self.packet_events):
-            blob = _event_packet(ev[a:a + self.packet_events])
+            blob = _event_packet(rec[a:a + self.packet_events])
             self._f.write(struct.pack("<iI", _STREAM, len(blob)) + blob)
         self.events_written += len(ev)
         self._last_t = int(t[-1])
