@@ -55,8 +55,7 @@ def detect_format(path) -> str:
         if kind in ("evt2", "evt3", "dat"):
             return kind
         raise FormatError(f"{path}: a '%' (Prophesee) header "
-                          + (f"whose encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and DAT are; faery "
-                             f"converts the others)" if kind else "that names no event encoding (no '% evt', "
+                          + (f"whose encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and DAT are)" if kind else "that names no event encoding (no '% evt', "
                                                                   "'% format' or DAT '% Version' line)"))
     if head.startswith(b"#!AER-DAT"):
         version = head[9:].split(b"\r")[0].split(b"\n")[0].decode("ascii", "replace")

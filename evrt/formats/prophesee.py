@@ -145,7 +145,7 @@ def decode_prophesee(data, *, sensor_size=None, source="<bytes>"):
                            "'% Version' line)")
     else:
         raise _err(source, f"byte 0: Prophesee encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and "
-                           f"DAT are); faery (pip install faery) converts it")
+                           f"DAT are)")
     if bad >= 0:
         raise _err(source, f"byte {bad}: {what} outside the {w} x {hgt} sensor")
     return out[:k], size, h["camera"], kind
