@@ -121,8 +121,10 @@ def test_v2e_written_aedat2_holds_the_dvxplorer_events():
 
 @pytest.mark.parametrize("path, fmt, size, camera", [
     (DVX, "aedat4", [320, 240], "DVXplorer_DXB00010"),
-    (os.path.join(DATA, "prophesee_gen3_evt2.raw"), "evt2", [640, 480], "Prophesee hal_plugin_gen3_fx3 (serial 00000157)"),
-    (os.path.join(DATA, "prophesee_gen41_evt3.raw"), "evt3", [1280, 720], "Prophesee hal_plugin_gen41_evk3 (serial 00000307)"),
+    (os.path.join(DATA, "prophesee_gen3_evt2.raw"), "evt2", [640, 480],
+     "Prophesee hal_plugin_gen3_fx3 (serial 00000157)"),
+    (os.path.join(DATA, "prophesee_gen41_evt3.raw"), "evt3", [1280, 720],
+     "Prophesee hal_plugin_gen41_evk3 (serial 00000307)"),
     (os.path.join(DATA, "prophesee_gen3_cd.dat"), "dat", [640, 480], None),
     (NMNIST, "atis-bin", None, None),
 ])

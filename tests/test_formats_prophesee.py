@@ -163,7 +163,8 @@ def test_header_geometry_sources():
     modern = (b"% camera_integrator_name Prophesee\n% date 2023-03-29 16:37:46\n% format EVT3;height=720;width=1280\n"
               b"% generation 4.2\n% plugin_name hal_plugin_imx636_evk4\n% serial_number 00050423\n% end\n")
     h = parse_header(modern)
-    assert (h["kind"], h["size"], h["camera"]) == ("evt3", (1280, 720), "Prophesee hal_plugin_imx636_evk4 (serial 00050423)")
+    assert (h["kind"], h["size"]) == ("evt3", (1280, 720))
+    assert h["camera"] == "Prophesee hal_plugin_imx636_evk4 (serial 00050423)"
     assert h["start"] == len(modern)
     legacy = b"% evt 2.0\n% geometry 304x240\n% sensor_generation 3.1\n"
     assert parse_header(legacy)["size"] == (304, 240)  # an explicit geometry wins over the generation

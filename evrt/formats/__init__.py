@@ -54,9 +54,9 @@ def detect_format(path) -> str:
             kind = parse_header(f.read(1 << 20), path)["kind"]
         if kind in ("evt2", "evt3", "dat"):
             return kind
-        raise FormatError(f"{path}: a '%' (Prophesee) header "
-                          + (f"whose encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and DAT are)" if kind else "that names no event encoding (no '% evt', "
-                                                                  "'% format' or DAT '% Version' line)"))
+        why = (f"whose encoding {kind!r} is not supported (EVT 2.0, EVT 3.0 and DAT are)" if kind else
+               "that names no event encoding (no '% evt', '% format' or DAT '% Version' line)")
+        raise FormatError(f"{path}: a '%' (Prophesee) header {why}")
     if head.startswith(b"#!AER-DAT"):
         version = head[9:].split(b"\r")[0].split(b"\n")[0].decode("ascii", "replace")
         raise FormatError(f"{path}: AEDAT {version} is not supported; supported formats: {', '.join(SUPPORTED)}")
