@@ -94,7 +94,8 @@ def _read_aedat31(path) -> Recording:
         raw = aedat31.read_labels_csv(csv)
         labels = as_labels(raw)
         labels["label"] -= 1  # csv class ids are 1-based; label = gesture id 0..10 (spec §2.1)
-    return Recording(ev, _aedat31_sensor(path), path, "aedat3.1", labels)
+    size = _aedat31_sensor(path)
+    return Recording(ev, size, path, "aedat3.1", labels, "DVS128" if size else None)
 
 
 def read_recording(path, format: str | None = None) -> Recording:
