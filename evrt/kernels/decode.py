@@ -295,64 +295,77 @@ def decode_evt3(buf, start, width, height, out):
     skipped = 0
     have_base = False
     high = np.int64(-1)
-    low = np.uint64(0)
-    wrap = np.uint64(0)
+    low = np.int64(0)
+    wrap = np.int64(0)
+    t = np.int64(0)
     y = np.int64(0)
     base_x = np.int64(0)
     pol = False
-    for i in range(n):
+    cap = out.shape[0]
+    for i in range(n):  # the commonest word types first
         b = start + 2 * i
         w = np.int64(buf[b]) | (np.int64(buf[b + 1]) << 8)
         kind = w >> 12
-        if kind == EVT3_TIME_HIGH:
-            h = np.int64(w & 0xFFF)
-            if have_base and h < high - 2048:
-                wrap += np.uint64(1) << np.uint64(24)
-            if h != high:
-                low = np.uint64(0)
-            high = h
-            have_base = True
-        elif kind == EVT3_TIME_LOW:
-            low = np.uint64(w & 0xFFF)
+        if kind == EVT3_ADDR_X:
+            if not have_base:
+                skipped += 1
+                continue
+            x = w & 0x7FF
+            if width > 0 and x >= width:
+                return k, skipped, b
+            if k == cap:
+                return k, skipped, -1
+            e = out[k]
+            e.t = t
+            e.x = x
+            e.y = y
+            e.on = (w >> 11) & 1 == 1
+            k += 1
         elif kind == EVT3_ADDR_Y:
             y = w & 0x7FF
             if height > 0 and y >= height:
                 return k, skipped, b
-        elif kind == EVT3_VECT_BASE_X:
-            base_x = w & 0x7FF
-            pol = (w >> 11) & 1 == 1
-        elif kind == EVT3_ADDR_X or kind == EVT3_VECT_12 or kind == EVT3_VECT_8:
-            if kind == EVT3_ADDR_X:
-                m = np.int64(1)
-                x0 = w & 0x7FF
-                p = (w >> 11) & 1 == 1
-            else:
-                m = w & (0xFFF if kind == EVT3_VECT_12 else 0xFF)
-                x0 = base_x
-                p = pol
-                base_x += 12 if kind == EVT3_VECT_12 else 8
+        elif kind == EVT3_TIME_LOW:
+            low = w & 0xFFF
+            t = wrap + (high << 12) + low
+        elif kind == EVT3_VECT_12 or kind == EVT3_VECT_8:
+            nbits = 12 if kind == EVT3_VECT_12 else 8
+            m = w & ((1 << nbits) - 1)
+            x0 = base_x
+            base_x += nbits
             if not have_base:
                 while m:
                     m &= m - 1
                     skipped += 1
                 continue
-            t = wrap + (np.uint64(high) << np.uint64(12)) + low
             j = np.int64(0)
             while m:
                 if m & 1:
                     x = x0 + j
                     if width > 0 and x >= width:
                         return k, skipped, b
-                    if k == out.shape[0]:
+                    if k == cap:
                         return k, skipped, -1
                     e = out[k]
                     e.t = t
                     e.x = x
                     e.y = y
-                    e.on = p
+                    e.on = pol
                     k += 1
                 m >>= 1
                 j += 1
+        elif kind == EVT3_VECT_BASE_X:
+            base_x = w & 0x7FF
+            pol = (w >> 11) & 1 == 1
+        elif kind == EVT3_TIME_HIGH:
+            h = w & 0xFFF
+            if have_base and h < high - 2048:
+                wrap += np.int64(1) << 24
+            if h != high:
+                low = 0
+            high = h
+            have_base = True
+            t = wrap + (high << 12) + low
     return k, skipped, -1
 
 
