@@ -117,6 +117,7 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
     w, h = size if size else (0, 0)
     buf = np.frombuffer(data, np.uint8)
     out = np.empty(max(16, (n - off) // 16), EVENT_DTYPE)  # grown by doubling: LZ4 packets hold more
+    out_bytes = out.view(np.uint8)
     scratch = np.empty(1 << 16, np.uint8)
     k = 0
     while off < n:
@@ -146,9 +147,9 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
                 raise _err(source, f"byte {body}: EVTS FlatBuffer offsets point outside its {m} bytes")
             if k + count > len(out):
                 grown = np.empty(max(2 * len(out), k + count), EVENT_DTYPE)
-                grown[:k] = out[:k]
-                out = grown
-            r = copy_aedat4_events(pk, first, count, w, h, out.view(np.uint8), k)
+                grown.view(np.uint8)[:13 * k] = out_bytes[:13 * k]  # bytes: a structured copy is ~10x slower
+                out, out_bytes = grown, grown.view(np.uint8)
+            r = copy_aedat4_events(pk, first, count, w, h, out_bytes, k)
             if r < 0:
                 i = -1 - r
                 where = f"byte {body + first + 16 * i}" if compression == 0 else f"packet at byte {off}"

@@ -539,8 +539,11 @@ def lz4f_decode(src, off, end, dst):
                     return -1
                 if op + lit > cap:
                     return -2
-                for i in range(lit):  # byte loops: sequences are short, slicing costs more
-                    dst[op + i] = src[ip + i]
+                if lit >= 32:  # long runs as block copies; short ones byte by byte (cheaper than a slice)
+                    dst[op:op + lit] = src[ip:ip + lit]
+                else:
+                    for i in range(lit):
+                        dst[op + i] = src[ip + i]
                 ip += lit
                 op += lit
                 if ip >= iend:
@@ -564,8 +567,11 @@ def lz4f_decode(src, off, end, dst):
                 mlen += 4
                 if op + mlen > cap:
                     return -2
-                for i in range(mlen):  # may overlap its own output: byte by byte
-                    dst[op + i] = dst[op - dist + i]
+                if dist >= mlen and mlen >= 32:  # no overlap: a block copy
+                    dst[op:op + mlen] = dst[op - dist:op - dist + mlen]
+                else:  # short, or overlapping its own output: byte by byte
+                    for i in range(mlen):
+                        dst[op + i] = dst[op - dist + i]
                 op += mlen
         p += bs + bsum
     return op
