@@ -97,7 +97,7 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
     """Decode an uncompressed or LZ4 AEDAT 4 file's bytes: ``(events, (W, H) or None, camera)`` of one
     event stream (the lowest-numbered unless ``stream_id``). ZSTD raises ``FormatError`` (use
     ``read_aedat4``, which hands those to the ``aedat`` package)."""
-    from ..kernels.decode import copy_aedat4_events, event_packet_span, lz4f_decode
+    from ..kernels import decode as kd
 
     compression, description, off, n = parse_io_header(data, source)
     if compression not in (0, 1, 2):
@@ -117,47 +117,42 @@ def decode_aedat4(data, *, stream_id=None, source="<bytes>"):
     w, h = size if size else (0, 0)
     buf = np.frombuffer(data, np.uint8)
     out = np.empty(max(16, (n - off) // 16), EVENT_DTYPE)  # grown by doubling: LZ4 packets hold more
-    out_bytes = out.view(np.uint8)
     scratch = np.empty(1 << 16, np.uint8)
     k = 0
-    while off < n:
-        if n - off < 8:
-            raise _err(source, f"byte {off}: truncated packet header ({n - off} of 8 bytes)")
-        sid, psize = struct.unpack_from("<iI", data, off)
-        body, end = off + 8, off + 8 + psize
-        if end > n:
-            raise _err(source, f"byte {off}: packet of {psize} bytes runs past the end of the packets "
-                               f"(byte {n})")
-        if sid == stream_id:
-            if compression == 0:
-                pk, m = buf[body:end], psize
-            else:
-                while True:
-                    m = lz4f_decode(buf, body, end, scratch)
-                    if m != -2 or len(scratch) >= _LZ4_MAX_RATIO * psize + 64:
-                        break
-                    scratch = np.empty(min(2 * len(scratch), _LZ4_MAX_RATIO * psize + 64), np.uint8)
-                if m < 0:
-                    raise _err(source, f"byte {body}: corrupt LZ4 frame in the packet of stream {sid}")
-                pk = scratch
-            if m < 12 or bytes(pk[8:12]) != b"EVTS":
-                raise _err(source, f"byte {body}: packet of event stream {sid} is not an EVTS FlatBuffer")
-            first, count = event_packet_span(pk, m)
-            if first < 0:
-                raise _err(source, f"byte {body}: EVTS FlatBuffer offsets point outside its {m} bytes")
-            if k + count > len(out):
-                grown = np.empty(max(2 * len(out), k + count), EVENT_DTYPE)
-                grown.view(np.uint8)[:13 * k] = out_bytes[:13 * k]  # bytes: a structured copy is ~10x slower
-                out, out_bytes = grown, grown.view(np.uint8)
-            r = copy_aedat4_events(pk, first, count, w, h, out_bytes, k)
-            if r < 0:
-                i = -1 - r
-                where = f"byte {body + first + 16 * i}" if compression == 0 else f"packet at byte {off}"
-                raise _err(source, f"{where}: event {i} has a negative time or lies outside the "
-                                   f"{w} x {h} sensor" if size else f"{where}: event {i} has a negative value")
-            k = r
-        off = end
+    while True:  # one numba call walks the file; it returns only to have a buffer grown, or on an error
+        status, off, k, detail = kd.decode_aedat4_packets(buf, off, n, stream_id, compression, w, h, scratch,
+                                                          out.view(np.uint8), k)
+        if status == kd.A4_DONE:
+            break
+        if status == kd.A4_OUT_FULL:
+            grown = np.empty(max(2 * len(out), k + detail), EVENT_DTYPE)
+            grown.view(np.uint8)[:13 * k] = out.view(np.uint8)[:13 * k]  # bytes: a structured copy is ~10x slower
+            out = grown
+            continue
+        psize = struct.unpack_from("<I", data, off + 4)[0] if off + 8 <= n else 0
+        if status == kd.A4_SCRATCH_SMALL and len(scratch) < _LZ4_MAX_RATIO * psize + 64:
+            scratch = np.empty(min(4 * len(scratch), _LZ4_MAX_RATIO * psize + 64), np.uint8)
+            continue
+        raise _err(source, _a4_message(status, off, detail, psize, stream_id, n, size))
     return out[:k], size, info["source"]
+
+
+def _a4_message(status, off, detail, psize, stream_id, end, size):
+    from ..kernels import decode as kd
+
+    if status == kd.A4_TRUNCATED_HEADER:
+        return f"byte {off}: truncated packet header ({detail} of 8 bytes)"
+    if status == kd.A4_PAST_END:
+        return f"byte {off}: packet of {detail} bytes runs past the end of the packets (byte {end})"
+    if status in (kd.A4_BAD_LZ4, kd.A4_SCRATCH_SMALL):
+        return f"byte {off + 8}: corrupt LZ4 frame in the packet of stream {stream_id}"
+    if status == kd.A4_NOT_EVTS:
+        return f"byte {off + 8}: packet of event stream {stream_id} is not an EVTS FlatBuffer"
+    if status == kd.A4_BAD_OFFSETS:
+        return f"byte {off + 8}: EVTS FlatBuffer offsets point outside the packet"
+    where = f"packet at byte {off}, event {detail}"
+    return (f"{where}: negative time or outside the {size[0]} x {size[1]} sensor" if size
+            else f"{where}: negative time or coordinate")
 
 
 def _aedat_package(path, stream_id):

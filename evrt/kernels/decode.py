@@ -17,6 +17,7 @@ import numpy as np
 __all__ = ["decode_atis40", "decode_atis40_np", "decode_aer_be", "decode_aer_be_np", "decode_evt2", "decode_evt2_np",
            "count_evt3", "decode_evt3", "decode_evt3_py", "decode_dat", "decode_dat_np", "lz4f_decode",
            "lz4f_decode_py", "event_packet_span", "copy_aedat4_events", "copy_aedat4_events_np",
+           "decode_aedat4_packets",
            "ATIS_OVERFLOW_Y", "ATIS_OVERFLOW_US"]
 
 # N-MNIST / N-Caltech101: a record with y == 240 is not an event but a timestamp-overflow marker; every
@@ -716,3 +717,61 @@ def copy_aedat4_events_np(pk, first, count, width, height, out, k):
     out["t"][k:k + count], out["x"][k:k + count], out["y"][k:k + count] = rec["t"], rec["x"], rec["y"]
     out["on"][k:k + count] = rec["on"] != 0
     return k + count
+
+
+# status codes of decode_aedat4_packets
+A4_DONE, A4_OUT_FULL, A4_SCRATCH_SMALL = 0, 1, 2
+A4_TRUNCATED_HEADER, A4_PAST_END, A4_BAD_LZ4, A4_NOT_EVTS, A4_BAD_OFFSETS, A4_BAD_EVENT = -1, -2, -3, -4, -5, -6
+
+
+@numba.njit(cache=True, nogil=True)
+def _a4_packet_events(pk, m, width, height, out, k, cap):
+    """One EVTS FlatBuffer ``pk[:m]`` into ``out`` from event ``k``: ``(status, new k, detail)``."""
+    if m < 12 or pk[8] != 69 or pk[9] != 86 or pk[10] != 84 or pk[11] != 83:  # "EVTS"
+        return A4_NOT_EVTS, k, 0
+    first, count = event_packet_span(pk, m)
+    if first < 0:
+        return A4_BAD_OFFSETS, k, 0
+    if k + count > cap:
+        return A4_OUT_FULL, k, count
+    r = copy_aedat4_events(pk, first, count, width, height, out, k)
+    if r < 0:
+        return A4_BAD_EVENT, k, -1 - r
+    return A4_DONE, r, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_aedat4_packets(buf, off, end, stream_id, compression, width, height, scratch, out, k):
+    """Walk AEDAT 4 packets from byte ``off`` to ``end`` and copy the events of ``stream_id`` into
+    ``out`` (the bytes of an ``EVENT_DTYPE`` array) from event ``k`` on, decompressing LZ4 packets
+    (``compression`` 1 or 2) into ``scratch``. One call does the whole file unless it must stop:
+    returns ``(status, off, k, detail)`` with ``off`` the packet where it stopped. Status
+    ``A4_OUT_FULL`` (``detail`` events needed) and ``A4_SCRATCH_SMALL``: grow that buffer and call
+    again from ``off``, ``k``; negative: the ``A4_*`` error at ``off`` (``detail``: the bad event's
+    index, or the packet size)."""
+    cap = out.shape[0] // 13
+    while off < end:
+        if end - off < 8:
+            return A4_TRUNCATED_HEADER, off, k, end - off
+        sid = _u32le(buf, off)
+        if sid >= 1 << 31:
+            sid -= 1 << 32
+        psize = _u32le(buf, off + 4)
+        body = off + 8
+        pend = body + psize
+        if pend > end:
+            return A4_PAST_END, off, k, psize
+        if sid == stream_id:
+            if compression == 0:
+                status, k, detail = _a4_packet_events(buf[body:pend], psize, width, height, out, k, cap)
+            else:
+                m = lz4f_decode(buf, body, pend, scratch)
+                if m == -2:
+                    return A4_SCRATCH_SMALL, off, k, psize
+                if m < 0:
+                    return A4_BAD_LZ4, off, k, psize
+                status, k, detail = _a4_packet_events(scratch, m, width, height, out, k, cap)
+            if status != A4_DONE:
+                return status, off, k, detail if status in (A4_OUT_FULL, A4_BAD_EVENT) else psize
+        off = pend
+    return A4_DONE, off, k, 0
