@@ -19,7 +19,7 @@ from .events import EVENT_DTYPE
 
 __all__ = ["FIT_MODES", "DEFAULT_FIT", "outside_mask", "count_outside", "drop_outside", "crop", "center_box",
            "center_crop", "flip", "downsample", "FitPlan", "plan_fit", "fit_to_sensor", "describe_fit",
-           "extent"]
+           "extent", "FitResult", "fit_events", "fit_recording", "model_sensor"]
 
 FIT_MODES = ("downsample", "crop", "none")
 # keeps the whole scene: a 320x240 or 346x260 sensor is divided by 3 and centred in 128x128
@@ -151,12 +151,15 @@ def plan_fit(sensor, target, mode: str = DEFAULT_FIT) -> FitPlan:
       target instead).
     * ``downsample`` — divide by the smallest integer n that makes the whole sensor fit the target
       (n = max(ceil(W/tw), ceil(H/th))), then centre it: nothing is dropped and the scene keeps its
-      aspect ratio. A sensor no larger than the target is only centred (n = 1).
+      aspect ratio.
+
+    A sensor that fits inside the target in both dimensions is used as it is in every mode: all its
+    events already land on the grid, and moving them would only guess where the model wants them.
     """
     if mode not in FIT_MODES:
         raise EvrtError(f"--fit must be one of {', '.join(FIT_MODES)}, not {mode!r}")
     sensor, target = _size(sensor), _size(target)
-    if mode == "none" or sensor == target:
+    if mode == "none" or (sensor[0] <= target[0] and sensor[1] <= target[1]):
         return FitPlan(mode, sensor, target)
     n = 1
     if mode == "downsample":
@@ -170,13 +173,15 @@ def fit_to_sensor(ev: np.ndarray, sensor, target, mode: str = DEFAULT_FIT) -> tu
     return plan_fit(sensor, target, mode).apply(ev)
 
 
-def describe_fit(plan: FitPlan, ev: np.ndarray | None = None) -> str:
+def describe_fit(plan: FitPlan, ev: np.ndarray | None = None, dropped: int | None = None) -> str:
     """One line for the user: the mismatch, how much falls outside as is, and what the fit does about it.
-    With ``ev`` the fractions are counted on those events, otherwise they are pixel-area fractions."""
+    With ``ev`` the fractions are counted on those events (``dropped``: what ``plan.apply(ev)`` dropped,
+    if already known), otherwise they are pixel-area fractions."""
     (sw, sh), (tw, th) = plan.sensor, plan.target
     if ev is not None and len(ev):
         as_is = count_outside(ev, plan.target) / len(ev)
-        kept, dropped = plan.apply(ev)
+        if dropped is None:
+            dropped = plan.apply(ev)[1]
         after = dropped / len(ev)
         unit = "of the events"
     else:
@@ -191,8 +196,8 @@ def describe_fit(plan: FitPlan, ev: np.ndarray | None = None) -> str:
         unit = "of the sensor area"
     head = (f"sensor {sw}x{sh} differs from the model's {tw}x{th}: {100 * as_is:.1f} % {unit} would fall "
             f"outside as is")
-    if plan.mode == "none":
-        return f"{head}; --fit none: dropped ({100 * after:.1f} %)"
+    if plan.mode == "none" or plan.box is None:
+        return f"{head}; --fit {plan.mode}: coordinates kept, events outside dropped ({100 * after:.1f} %)"
     x0, y0 = plan.box[:2]
     if plan.mode == "crop":
         what = f"--fit crop: the {tw}x{th} window centred on the sensor is kept (offset {x0},{y0})"
@@ -201,3 +206,56 @@ def describe_fit(plan: FitPlan, ev: np.ndarray | None = None) -> str:
         what = (f"--fit downsample: coordinates divided by {n} ({-(-sw // n)}x{-(-sh // n)}) and centred "
                 f"(shifted by {-x0},{-y0})")
     return f"{head}; {what}; {100 * after:.1f} % dropped"
+
+
+@dataclass
+class FitResult:
+    """What ``fit_events`` did: the mapped events, the plan (None when nothing had to change), the
+    events dropped and the line to show the user (None when the sizes matched)."""
+    events: np.ndarray
+    plan: FitPlan | None = None
+    dropped: int = 0
+    message: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**(self.plan.to_dict() if self.plan else {"mode": None}), "dropped": self.dropped,
+                "message": self.message}
+
+
+def model_sensor(meta: dict) -> tuple | None:
+    """A model's input grid ``(width, height)`` from its metadata (None when it does not say)."""
+    size = (meta.get("frame") or {}).get("sensor_size")
+    return tuple(int(v) for v in size) if size else None
+
+
+def fit_events(ev: np.ndarray, sensor, target, mode: str = DEFAULT_FIT) -> FitResult:
+    """Fit one recording's events onto a model's grid and say what was done. ``sensor`` None (the file
+    does not state it): the events' extent stands in for it when they do not fit the target as they are.
+    ``target`` None: nothing to fit to."""
+    if mode not in FIT_MODES:
+        raise EvrtError(f"--fit must be one of {', '.join(FIT_MODES)}, not {mode!r}")
+    if target is None:
+        return FitResult(ev)
+    target = _size(target)
+    note = ""
+    if sensor is None:
+        ext = extent(ev)
+        if ext is None or (ext[0] <= target[0] and ext[1] <= target[1]):
+            return FitResult(ev)
+        sensor, note = ext, f"the file states no sensor size and its events span {ext[0]}x{ext[1]}; "
+    sensor = _size(sensor)
+    if sensor[0] <= target[0] and sensor[1] <= target[1]:
+        return FitResult(ev)  # everything lands on the grid as it is
+    plan = plan_fit(sensor, target, mode)
+    out, dropped = plan.apply(ev)
+    return FitResult(out, plan, dropped, note + describe_fit(plan, ev, dropped))
+
+
+def fit_recording(rec, target, mode: str = DEFAULT_FIT):
+    """``(recording with fitted events, FitResult)`` for an ``evrt.formats.Recording``: its events mapped
+    by ``fit_events``; labels (times) are unchanged, and the sensor becomes the target when a fit ran."""
+    import dataclasses
+    fit = fit_events(rec.events, rec.sensor_size, target, mode)
+    if fit.plan is None:
+        return rec, fit
+    return dataclasses.replace(rec, events=fit.events, sensor_size=fit.plan.target), fit

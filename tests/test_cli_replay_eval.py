@@ -267,7 +267,7 @@ def test_replay_drops_and_counts_bad_events(capsys, tmp_path, models):
     bad["x"][10] = 500                        # outside the 128x128 sensor
     bad["t"][20] = bad["t"][19] - 1 if bad["t"][19] else 0  # may go backwards: counted if it does
     back = int(bad["t"][20] < bad["t"][19])
-    write_npz(tmp_path / "bad.npz", bad)
+    write_npz(tmp_path / "bad.npz", bad, sensor_size=SENSOR)  # stated: the stray x=500 is outside it
     code, out, err = cli(capsys, "replay", tmp_path / "bad.npz", "--model", models["recording"],
                          "--speed", "max", "--json")
     assert code == 0, err

@@ -36,7 +36,7 @@ def test_fit_lands_inside_and_counts_add_up(sensor, target, mode, n, seed):
     assert np.all(np.diff(out["t"].astype(np.int64)) >= 0)  # order (and times) kept
     if mode == "downsample":
         assert dropped == 0  # the whole scene always fits
-    if sensor == target or (mode == "none" and sensor[0] <= target[0] and sensor[1] <= target[1]):
+    if sensor[0] <= target[0] and sensor[1] <= target[1]:
         assert out is ev and dropped == 0
 
 
@@ -124,13 +124,16 @@ def test_crop_and_none_modes_on_a_big_sensor():
     np.testing.assert_array_equal(out, ev[(ev["x"] < 128) & (ev["y"] < 128)])
 
 
-def test_small_sensor_is_centred():
+def test_a_smaller_sensor_is_used_as_is():
     ev = make_events([0, 1], [0, 33], [0, 33], [1, 0])
-    for mode in ("crop", "downsample"):
+    for mode in geo.FIT_MODES:
+        assert geo.plan_fit((34, 34), (128, 128), mode).identity
         out, dropped = geo.fit_to_sensor(ev, (34, 34), (128, 128), mode)
-        assert dropped == 0 and list(out["x"]) == [47, 80] and list(out["y"]) == [47, 80]
-    out, _ = geo.fit_to_sensor(ev, (34, 34), (128, 128), "none")
-    assert out is ev
+        assert out is ev and dropped == 0
+    # larger in one dimension only: mapped, and still nothing of the scene lost with the default
+    ev = make_events([0, 1], [0, 239], [0, 99], [1, 0])
+    out, dropped = geo.fit_to_sensor(ev, (240, 100), (128, 128))
+    assert dropped == 0 and list(out["x"]) == [4, 123] and list(out["y"]) == [39, 88]
 
 
 def test_describe_fit_says_what_happens():
