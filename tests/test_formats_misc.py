@@ -83,13 +83,13 @@ def test_npz_npy_errors_name_file_and_problem(tmp_path):
 
 
 def test_dispatcher_unknown_and_unsupported(tmp_path):
-    u = tmp_path / "x.bin"
+    u = tmp_path / "x.xyz"
     u.write_bytes(b"hello world, not events")
-    with pytest.raises(FormatError, match=r"x\.bin: unknown recording format.*AEDAT 3\.1.*AEDAT 4.*\.npz.*\.npy"):
+    with pytest.raises(FormatError, match=r"x\.xyz: unknown recording format.*AEDAT 3\.1.*AEDAT 4.*\.npz.*\.npy"):
         read_recording(u)
     v = tmp_path / "old.aedat"
-    v.write_bytes(b"#!AER-DAT2.0\r\n# stuff\r\n")
-    with pytest.raises(FormatError, match=r"AEDAT 2\.0 is not supported"):
+    v.write_bytes(b"#!AER-DAT3.0\r\n# stuff\r\n")
+    with pytest.raises(FormatError, match=r"AEDAT 3\.0 is not supported"):
         read_recording(v)
     (tmp_path / "empty.npz").write_bytes(b"")
     with pytest.raises(FormatError, match="empty"):

@@ -8,7 +8,7 @@ import numpy as np
 
 def register(sub):
     p = sub.add_parser("info", help="summarise an event recording (any supported format)")
-    p.add_argument("path", help="a recording: AEDAT 3.1/4, .npz or .npy")
+    p.add_argument("path", help="a recording: AEDAT 2.0/3.1/4, N-MNIST .bin, .npz or .npy")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
 
@@ -21,7 +21,7 @@ def summarize(rec) -> dict:
     on = int(np.count_nonzero(ev["on"]))
     dur = rec.duration_us
     out = {
-        "path": rec.path, "format": rec.format,
+        "path": rec.path, "format": rec.format, "camera": getattr(rec, "camera", None),
         "sensor_size": list(rec.sensor_size) if rec.sensor_size else None,
         "events": n,
         "t_first_us": int(t.min()) if n else None, "t_last_us": int(t.max()) if n else None,
@@ -46,6 +46,8 @@ def summarize(rec) -> dict:
 
 def _text(s: dict) -> str:
     lines = [f"file:        {s['path']}", f"format:      {s['format']}"]
+    if s.get("camera"):
+        lines.append(f"camera:      {s['camera']}")
     size = s["sensor_size"]
     lines.append("sensor:      " + (f"{size[0]} x {size[1]} (width x height)" if size else
                                     "not stated in the file" + (f" (events span x {s['x_range'][0]}..{s['x_range'][1]},"

@@ -4,6 +4,9 @@ to its extension, and returns a ``Recording``:
 * AEDAT 3.1 (``#!AER-DAT3.1``; DVS128 Gesture) — ``aedat31``; labels from ``<stem>_labels.csv`` beside
   it when present (csv class 1..11 -> label 0..10, the gesture id)
 * AEDAT 4 (``#!AER-DAT4.0``) — ``aedat4``, through the ``aedat`` package
+* AEDAT 2.0 / 1.0 (``#!AER-DAT2.0``; jAER, CIFAR10-DVS) — ``aedat2`` (camera and geometry from the
+  ``# AEChip:`` header line)
+* N-MNIST / N-Caltech101 40-bit ATIS ``.bin`` / ``.bs2`` (no header: chosen by extension) — ``atis_bin``
 * ``.npz`` (t, x, y, p columns) and ``.npy`` (structured event array) — ``npz``
 
 Readers are imported lazily so that a missing optional dependency only matters for its format.
@@ -19,15 +22,18 @@ from .recording import LABELS_DTYPE, Recording, as_labels
 __all__ = ["read_recording", "detect_format", "Recording", "LABELS_DTYPE", "as_labels", "SUPPORTED"]
 
 SUPPORTED = ("AEDAT 3.1 (.aedat, '#!AER-DAT3.1')", "AEDAT 4 (.aedat4, '#!AER-DAT4.0')",
+             "AEDAT 2.0/1.0 (jAER, '#!AER-DAT2.0')", "N-MNIST/N-Caltech101 .bin (40-bit ATIS events)",
              ".npz (t, x, y, p arrays)", ".npy (structured event array)")
 
 _MAGICS = ((b"#!AER-DAT3.1", "aedat3.1"), (b"#!AER-DAT4.0", "aedat4"), (b"PK\x03\x04", "npz"),
-           (b"PK\x05\x06", "npz"), (b"\x93NUMPY", "npy"))
+           (b"PK\x05\x06", "npz"), (b"\x93NUMPY", "npy"), (b"#!AER-DAT2.", "aedat2"), (b"#!AER-DAT1.", "aedat2"))
 _EXTENSIONS = {".aedat4": "aedat4", ".npz": "npz", ".npy": "npy"}
+# headerless formats: the extension is all there is to go on
+_HEADERLESS = {".bin": "atis-bin", ".bs2": "atis-bin"}
 
 
 def detect_format(path) -> str:
-    """'aedat3.1', 'aedat4', 'npz' or 'npy'; ``FormatError`` for anything else."""
+    """'aedat3.1', 'aedat4', 'aedat2', 'atis-bin', 'npz' or 'npy'; ``FormatError`` for anything else."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -43,6 +49,8 @@ def detect_format(path) -> str:
     if not head:
         raise FormatError(f"{path}: the file is empty")
     ext = os.path.splitext(path)[1].lower()
+    if ext in _HEADERLESS:
+        return _HEADERLESS[ext]
     if ext in _EXTENSIONS:  # right name, wrong content: say what the name promised
         raise FormatError(f"{path}: named {ext} but its first bytes {head[:12]!r} are not a {_EXTENSIONS[ext]} "
                           f"file; supported formats: {', '.join(SUPPORTED)}")
@@ -76,7 +84,7 @@ def _read_aedat31(path) -> Recording:
 
 
 def read_recording(path, format: str | None = None) -> Recording:
-    """Read any supported recording; ``format`` ('aedat3.1', 'aedat4', 'npz', 'npy') skips detection."""
+    """Read any supported recording; ``format`` (a name ``detect_format`` returns) skips detection."""
     path = os.fspath(path)
     fmt = format or detect_format(path)
     if fmt == "aedat3.1":
@@ -84,6 +92,12 @@ def read_recording(path, format: str | None = None) -> Recording:
     if fmt == "aedat4":
         from .aedat4 import read_aedat4
         return read_aedat4(path)
+    if fmt == "aedat2":
+        from .aedat2 import read_aedat2
+        return read_aedat2(path)
+    if fmt == "atis-bin":
+        from .atis_bin import read_atis_bin
+        return read_atis_bin(path)
     if fmt == "npz":
         from .npz import read_npz
         return read_npz(path)

@@ -40,12 +40,13 @@ def as_labels(obj) -> np.ndarray | None:
 class Recording:
     """A decoded recording. ``sensor_size`` is ``(width, height)`` or None when the file does not say;
     ``labels`` is a ``LABELS_DTYPE`` array or None; ``format`` names the reader ('aedat3.1', 'aedat4',
-    'npz', 'npy')."""
+    'npz', 'npy', ...); ``camera`` is the camera / sensor model when the file names it."""
     events: np.ndarray
     sensor_size: tuple | None = None
     path: str | None = None
     format: str | None = None
     labels: np.ndarray | None = None
+    camera: str | None = None
 
     def __post_init__(self):
         if self.events.dtype != EVENT_DTYPE:
