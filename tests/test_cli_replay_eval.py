@@ -145,7 +145,8 @@ def test_eval_label_order_maps_a_model_without_gesture_names(capsys, models, dat
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "dvsgesture", "--root", "{missing}"], "does not exist"),
-    (["--dataset", "cifar10dvs", "--root", "{root}"], "unknown dataset"),
+    (["--dataset", "mnist-dvs", "--root", "{root}"], "unknown dataset"),
+    (["--dataset", "dvsgesture", "--root", "{root}", "--split", "all"], "has no 'all' split"),
     (["--dataset", "dvsgesture", "--root", "{empty}"], "neither"),
     (["--dataset", "dvsgesture", "--root", "{root}", "--model", "{unnamed}"], "match no dataset class"),
     (["--dataset", "dvsgesture", "--root", "{root}", "--model", "{nofile}"], "does not exist"),
