@@ -13,8 +13,8 @@ Layouts (``root`` may be the folder itself or a parent of it):
 Classes: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck (the folder names sorted;
 spikingjelly's and tonic's order). Split: spikingjelly's front 90 % / last 10 % of each class in
 sorted-file-name order (``split_to_train_test_set(0.9, dataset, 10)`` in Spikformer's script), so the
-test set is the 100 recordings of each class whose names sort last (``cifar10_<class>_9xx`` and a few
-others, as strings). The dataset has no official split.
+test set is the 100 recordings of each class whose names sort last as strings (numbers 909, 91,
+910, ..., 999). The dataset has no official split.
 """
 from __future__ import annotations
 
