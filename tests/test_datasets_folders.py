@@ -270,3 +270,24 @@ def test_ncaltech101_class_order_split_and_eval_with_fit(capsys, tmp_path):
     assert res["fit"]["factor"] == 2 and res["fit"]["dropped"] == 0
     assert res["fit"]["events"] == sum(len(raw[n][0]) for n in ds.names)
     assert "sensor 240x180 differs from the model's 128x128" in err and "divided by 2" in err
+
+
+def test_cifar10dvs_tonic_layout_reads_aedat4_as_stored(tmp_path):
+    from test_formats_misc import write_aedat4_fixture  # an AEDAT 4 writer that is not evrt's
+
+    base = tmp_path / "CIFAR10DVS"
+    rng = np.random.default_rng(3)
+    written = {}
+    for c in ("dog", "bird"):
+        (base / c).mkdir(parents=True)
+        for i in range(11):
+            n = 50 + i
+            ev = make_events(np.sort(rng.integers(0, 10**6, n)), rng.integers(0, 128, n),
+                             rng.integers(0, 128, n), rng.integers(0, 2, n))
+            write_aedat4_fixture(base / c / f"{i}.aedat4", [(0, ev)], streams=((0, "EVTS", (128, 128)),))
+            written[f"{c}/{i}"] = ev
+    ds = open_dataset("cifar10dvs", tmp_path, "test")
+    assert ds.layout == "tonic"
+    # ceil(0.9 * 11) = 10 train; the test sample is the name that sorts last ("9" after "10")
+    assert ds.names == ["bird/9", "dog/9"] and ds.labels == [2, 5]
+    np.testing.assert_array_equal(ds[1].events, written["dog/9"])
