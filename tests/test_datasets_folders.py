@@ -291,3 +291,12 @@ def test_cifar10dvs_tonic_layout_reads_aedat4_as_stored(tmp_path):
     # ceil(0.9 * 11) = 10 train; the test sample is the name that sorts last ("9" after "10")
     assert ds.names == ["bird/9", "dog/9"] and ds.labels == [2, 5]
     np.testing.assert_array_equal(ds[1].events, written["dog/9"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_front_split_equals_spikingjelly(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 12))
+    labels = rng.integers(0, k, int(rng.integers(0, 300))).tolist()
+    for ratio in (0.9, 0.5, 0.8):
+        assert front_split(labels, ratio, k) == sj_split(labels, ratio, k)
