@@ -7,6 +7,7 @@ to its extension, and returns a ``Recording``:
 * AEDAT 2.0 / 1.0 (``#!AER-DAT2.0``; jAER, CIFAR10-DVS) — ``aedat2`` (camera and geometry from the
   ``# AEChip:`` header line)
 * N-MNIST / N-Caltech101 40-bit ATIS ``.bin`` / ``.bs2`` (no header: chosen by extension) — ``atis_bin``
+* Prophesee RAW EVT 2.0 / EVT 3.0 and DAT CD files (``%`` header) — ``prophesee`` ('evt2', 'evt3', 'dat')
 * ``.npz`` (t, x, y, p columns) and ``.npy`` (structured event array) — ``npz``
 
 Readers are imported lazily so that a missing optional dependency only matters for its format.
@@ -17,12 +18,15 @@ import os
 import re
 
 from ..errors import FormatError
+from .aedat4_writer import AEDAT4Writer, write_aedat4
 from .recording import LABELS_DTYPE, Recording, as_labels
 
-__all__ = ["read_recording", "detect_format", "Recording", "LABELS_DTYPE", "as_labels", "SUPPORTED"]
+__all__ = ["read_recording", "detect_format", "Recording", "LABELS_DTYPE", "as_labels", "SUPPORTED",
+           "write_aedat4", "AEDAT4Writer"]
 
 SUPPORTED = ("AEDAT 3.1 (.aedat, '#!AER-DAT3.1')", "AEDAT 4 (.aedat4, '#!AER-DAT4.0')",
              "AEDAT 2.0/1.0 (jAER, '#!AER-DAT2.0')", "N-MNIST/N-Caltech101 .bin (40-bit ATIS events)",
+             "Prophesee RAW EVT 2.0/3.0 (.raw) and DAT (.dat)",
              ".npz (t, x, y, p arrays)", ".npy (structured event array)")
 
 _MAGICS = ((b"#!AER-DAT3.1", "aedat3.1"), (b"#!AER-DAT4.0", "aedat4"), (b"PK\x03\x04", "npz"),
@@ -33,7 +37,8 @@ _HEADERLESS = {".bin": "atis-bin", ".bs2": "atis-bin"}
 
 
 def detect_format(path) -> str:
-    """'aedat3.1', 'aedat4', 'aedat2', 'atis-bin', 'npz' or 'npy'; ``FormatError`` for anything else."""
+    """'aedat3.1', 'aedat4', 'aedat2', 'atis-bin', 'evt2', 'evt3', 'dat', 'npz' or 'npy';
+    ``FormatError`` for anything else."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -43,6 +48,15 @@ def detect_format(path) -> str:
     for magic, name in _MAGICS:
         if head.startswith(magic):
             return name
+    if head.startswith(b"%"):  # Prophesee: the header names the encoding
+        from .prophesee import sniff
+        with open(path, "rb") as f:
+            kind = sniff(f.read(1 << 16))
+        if kind in ("evt2", "evt3", "dat"):
+            return kind
+        raise FormatError(f"{path}: a '%' (Prophesee) header "
+                          + (f"with the unsupported encoding {kind!r}" if kind else "that names no event encoding")
+                          + f"; supported formats: {', '.join(SUPPORTED)}")
     if head.startswith(b"#!AER-DAT"):
         version = head[9:].split(b"\r")[0].split(b"\n")[0].decode("ascii", "replace")
         raise FormatError(f"{path}: AEDAT {version} is not supported; supported formats: {', '.join(SUPPORTED)}")
@@ -98,6 +112,12 @@ def read_recording(path, format: str | None = None) -> Recording:
     if fmt == "atis-bin":
         from .atis_bin import read_atis_bin
         return read_atis_bin(path)
+    if fmt in ("evt2", "evt3", "dat"):
+        from .prophesee import read_prophesee
+        rec = read_prophesee(path)
+        if rec.format != fmt:
+            raise FormatError(f"{path}: asked for {fmt} but the header says {rec.format}")
+        return rec
     if fmt == "npz":
         from .npz import read_npz
         return read_npz(path)

@@ -3,11 +3,13 @@
 ``aedat.Decoder(path)`` exposes ``id_to_stream()`` (stream id -> ``{'type', 'width', 'height'}``) and
 iterates packets (``{'stream_id', 'events'|'frame'|'imus'|'triggers'}``); event packets are already
 ``t:<u8, x:<u2, y:<u2, on:?`` arrays, our ``EVENT_DTYPE``, so they are concatenated without conversion.
-Writing AEDAT 4 is not offered: the format's writer lives in dv-processing, which evrt does not depend on.
+The camera model is the stream's ``source`` attribute in the file's XML description (e.g.
+``DVXplorer_DXB00010``). Writing: ``evrt.formats.aedat4_writer``.
 """
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -29,6 +31,25 @@ def _decoder(path):
         return aedat.Decoder(path)
     except Exception as e:  # the Rust side raises plain exceptions with a message
         raise FormatError(f"{path}: not a readable AEDAT 4 file ({e})") from None
+
+
+def _stream_sources(path) -> dict:
+    """Stream id -> ``source`` attribute, from the XML description near the start of the file
+    (a regular expression, not an XML parser: the text comes from an untrusted file)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    a, b = head.find(b"<dv"), head.find(b"</dv>")
+    if a < 0 or b < a:
+        return {}
+    text = head[a:b].decode("utf-8", "replace")
+    starts = [(m.start(), int(m.group(1))) for m in re.finditer(r'<node name="(\d+)" path="[^"]*outInfo/\1/"', text)]
+    out = {}
+    for i, (pos, sid) in enumerate(starts):
+        seg = text[pos:starts[i + 1][0] if i + 1 < len(starts) else len(text)]
+        m = re.search(r'<attr key="source" type="string">([^<]{1,200})</attr>', seg)
+        if m:
+            out[sid] = m.group(1).strip()
+    return out
 
 
 def read_aedat4(path, stream_id: int | None = None) -> Recording:
@@ -57,4 +78,4 @@ def read_aedat4(path, stream_id: int | None = None) -> Recording:
         ev = ev.astype(EVENT_DTYPE)
     s = streams[stream_id]
     size = (int(s["width"]), int(s["height"])) if s.get("width") and s.get("height") else None
-    return Recording(ev, size, path, "aedat4", None)
+    return Recording(ev, size, path, "aedat4", None, _stream_sources(path).get(stream_id))
