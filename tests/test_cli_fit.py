@@ -133,3 +133,22 @@ def test_parse_size():
     for bad in ("128", "0x5", "ax3"):
         with pytest.raises(EvrtError, match="--model-size"):
             parse_size(bad, "--model-size")
+
+
+def test_replay_real_dvxplorer_recording_keeps_the_scene(capsys, model):
+    """A real 320x240 DVXplorer cut (tests/data, AEDAT 4) through a 128x128 model."""
+    from pathlib import Path
+
+    from evrt.formats import read_recording
+
+    path = Path(__file__).parent / "data" / "dvxplorer_cut.aedat4"
+    rec = read_recording(path)
+    assert rec.sensor_size == (320, 240)
+    code, out, err = cli(capsys, "replay", path, "--model", model, "--speed", "max", "--json")
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    kept, dropped = geo.fit_to_sensor(rec.events, (320, 240), (128, 128))
+    assert summary["dropped_by_reason"]["out_of_sensor"] == dropped == 0
+    assert summary["dropped_events"] / len(rec.events) < 0.05
+    outside = geo.count_outside(rec.events, (128, 128)) / len(rec.events)
+    assert f"sensor 320x240 differs from the model's 128x128: {100 * outside:.1f} %" in err
