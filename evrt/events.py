@@ -166,9 +166,9 @@ def validate(ev, sensor_size=None, policy: str = "raise"):
         neg_t = t64 < 0
     oos = np.zeros(n, bool)
     if sensor_size is not None:
+        from .geometry import outside_mask  # the one definition of "outside the sensor"
         w, h = (int(v) for v in sensor_size)
-        xi, yi = x.astype(np.int64), y.astype(np.int64)
-        oos = (xi < 0) | (xi >= w) | (yi < 0) | (yi >= h)
+        oos = outside_mask(x, y, (w, h))
 
     if policy == "raise":
         back = np.zeros(n, bool)

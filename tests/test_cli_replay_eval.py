@@ -145,7 +145,8 @@ def test_eval_label_order_maps_a_model_without_gesture_names(capsys, models, dat
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "dvsgesture", "--root", "{missing}"], "does not exist"),
-    (["--dataset", "cifar10dvs", "--root", "{root}"], "unknown dataset"),
+    (["--dataset", "mnist-dvs", "--root", "{root}"], "unknown dataset"),
+    (["--dataset", "dvsgesture", "--root", "{root}", "--split", "all"], "has no 'all' split"),
     (["--dataset", "dvsgesture", "--root", "{empty}"], "neither"),
     (["--dataset", "dvsgesture", "--root", "{root}", "--model", "{unnamed}"], "match no dataset class"),
     (["--dataset", "dvsgesture", "--root", "{root}", "--model", "{nofile}"], "does not exist"),
@@ -267,7 +268,7 @@ def test_replay_drops_and_counts_bad_events(capsys, tmp_path, models):
     bad["x"][10] = 500                        # outside the 128x128 sensor
     bad["t"][20] = bad["t"][19] - 1 if bad["t"][19] else 0  # may go backwards: counted if it does
     back = int(bad["t"][20] < bad["t"][19])
-    write_npz(tmp_path / "bad.npz", bad)
+    write_npz(tmp_path / "bad.npz", bad, sensor_size=SENSOR)  # stated: the stray x=500 is outside it
     code, out, err = cli(capsys, "replay", tmp_path / "bad.npz", "--model", models["recording"],
                          "--speed", "max", "--json")
     assert code == 0, err

@@ -1,18 +1,23 @@
-"""evrt eval --dataset dvsgesture --root DIR --model MODEL: clip-mode accuracy with the reference framing."""
+"""evrt eval --dataset NAME --root DIR --model MODEL: clip-mode accuracy with the reference framing."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 
-DATASETS = ("dvsgesture",)
+from ..datasets import DATASETS
 
 
 def register(sub):
+    from .options import add_fit
     p = sub.add_parser("eval", help="evaluate a model on a labelled dataset (clip mode, reference framing)")
     # --dataset is checked in run(), not by argparse choices, so a wrong name is a one-line error
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--root", required=True, help="dataset folder (DVS128 Gesture original layout or tonic's)")
+    p.add_argument("--root", required=True, help="dataset folder, in the dataset's download layout or tonic's "
+                                                 "(docs/DATASETS.md)")
     p.add_argument("--model", default=None, help="an .evrt file or a zoo model name (default: the zoo default)")
-    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test",
+                   help="the public training scripts' split (all: every sample; not for dvsgesture)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N samples only")
     p.add_argument("--order", choices=["recording", "spikingjelly"], default="recording",
                    help="sample order (matters with --limit): recording/label-file order or spikingjelly's")
@@ -20,6 +25,7 @@ def register(sub):
                    help="gesture order of the model's outputs, for models without gesture class names "
                         "(e.g. class_0..class_10); when the names are gestures they decide and this is checked")
     p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    add_fit(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress bar")
     p.set_defaults(func=run)
 
@@ -49,15 +55,43 @@ def output_map(model_classes, dataset_classes, label_order=None) -> list[int]:
     return omap
 
 
+_PLACEHOLDER = re.compile(r"class_(\d+)$")
+
+
+def index_map(model_classes, dataset_classes) -> list[int]:
+    """Model output -> dataset class for the folder datasets: by name when the model's names are the
+    dataset's; by position when they are placeholders (``class_0``, ``class_1``, ... as converted
+    checkpoints without names get) and the counts agree, since a model trained on the dataset's
+    loader has its outputs in the loader's class order."""
+    from ..errors import EvrtError
+    from ..evaluate import map_classes
+
+    model_classes = list(model_classes or [])
+    try:
+        return map_classes(model_classes, dataset_classes)
+    except EvrtError as e:
+        placeholders = all((m := _PLACEHOLDER.match(str(n))) and int(m.group(1)) == i
+                           for i, n in enumerate(model_classes))
+        if not placeholders:
+            raise
+        if len(model_classes) != len(dataset_classes):
+            raise EvrtError(f"the model has {len(model_classes)} unnamed outputs, the dataset "
+                            f"{len(dataset_classes)} classes") from None
+        return list(range(len(model_classes)))
+
+
 def run(args) -> int:
     from pathlib import Path
 
+    from ..datasets import open_dataset
     from ..engine import Session
     from ..errors import EvrtError
     from ..evaluate import evaluate
+    from ..geometry import describe_fit, model_sensor, plan_fit
     from ..zoo import DEFAULT_MODEL, resolve_model
 
-    if args.dataset.lower() not in DATASETS:
+    name = args.dataset.lower()
+    if name not in DATASETS:
         raise EvrtError(f"unknown dataset {args.dataset!r} (known: {', '.join(DATASETS)})")
     root = Path(args.root)
     if not root.is_dir():
@@ -65,25 +99,47 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise EvrtError("--limit must be at least 1")
 
-    from ..datasets.dvsgesture import CLASS_NAMES, DVSGesture
-
     model = resolve_model(args.model or DEFAULT_MODEL)
     sess = Session(model, precision=args.precision, mode="clip")
-    ds = DVSGesture(root, split=args.split, order=args.order, label_order="gesture")
-    classes = list(CLASS_NAMES)
-    omap = output_map(sess.classes, classes, args.label_order)
+    ds = open_dataset(name, root, args.split, order=args.order)
+    classes = list(ds.classes)
+    if name == "dvsgesture":
+        omap = output_map(sess.classes, classes, args.label_order)
+    else:
+        if args.label_order is not None:
+            raise EvrtError("--label-order is for dvsgesture only")
+        omap = index_map(sess.classes, classes)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if n == 0:
         raise EvrtError(f"{root}: the {args.split} split has no samples")
-    # labels in gesture-id space; the model's outputs are mapped into it by name (omap)
-    samples = ((s.events, s.gesture_id, s.name) for s in (ds[i] for i in range(n)))
-    res = evaluate(sess, samples, progress=not args.json, classes=classes, output_map=omap, total=n)
-    res.extra = {"dataset": args.dataset.lower(), "root": str(root), "layout": ds.layout, "split": args.split,
-                 "model": model, "precision": args.precision, "T": sess.T}
+    target = model_sensor(sess.meta)
+    plan = plan_fit(ds.sensor_size, target, args.fit) if target else None
+    if plan is not None and plan.identity:
+        plan = None
+    if plan is not None:  # said before the run, measured on the first sample
+        print(f"evrt eval: {name} {describe_fit(plan, ds[0].events)} (counted on the first sample)",
+              file=sys.stderr)
+    fitted = {"events": 0, "dropped": 0}
+
+    def samples():
+        for i in range(n):
+            s = ds[i]
+            ev = s.events
+            fitted["events"] += len(ev)
+            if plan is not None:
+                ev, d = plan.apply(ev)
+                fitted["dropped"] += d
+            yield ev, s.label, s.name
+
+    res = evaluate(sess, samples(), progress=not args.json, classes=classes, output_map=omap, total=n)
+    res.extra = {"dataset": name, "root": str(root), "layout": ds.layout, "split": args.split,
+                 "model": model, "precision": args.precision, "T": sess.T,
+                 "fit": {**(plan.to_dict() if plan else {"mode": None}), **fitted}}
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
-    print(f"{args.dataset.lower()} {args.split} ({ds.layout} layout, {n} samples), model {model}, "
-          f"{args.precision}, T={sess.T}")
+    print(f"{name} {args.split} ({ds.layout} layout, {n} samples), model {model}, {args.precision}, T={sess.T}")
     print(res.to_text())
+    if plan is not None:
+        print(f"fit {plan.mode}: {fitted['dropped']:,} of {fitted['events']:,} events dropped")
     return 0

@@ -10,6 +10,8 @@ def register(sub):
     p = sub.add_parser("info", help="summarise an event recording (any supported format)")
     p.add_argument("path", help="a recording: AEDAT 2.0/3.1/4, N-MNIST .bin, .npz or .npy")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--dataset", default=None, help="PATH is a dataset folder of this kind (default: detected; "
+                                                    "dvsgesture, cifar10dvs, nmnist, ncaltech101)")
     p.set_defaults(func=run)
 
 
@@ -72,8 +74,45 @@ def _text(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _dataset_text(d: dict) -> str:
+    lines = [f"dataset:     {d['dataset']} ({d['layout']} layout) at {d['root']}",
+             f"sensor:      {d['sensor_size'][0]} x {d['sensor_size'][1]} (width x height)" if d["sensor_size"]
+             else "sensor:      -",
+             f"classes:     {len(d['classes'] or [])}"]
+    for split, s in d["splits"].items():
+        if "error" in s:
+            lines.append(f"{split + ':':12s} none ({s['error']})")
+            continue
+        lines.append(f"{split + ':':12s} {s['samples']:,} samples")
+        lines += [f"  {i:>3d} {c}: {k:,}" for i, (c, k) in enumerate(s["per_class"].items())]
+    return "\n".join(lines)
+
+
+def run_dataset(args) -> int:
+    """``evrt info DIR``: a dataset folder's layout, classes (in output order) and samples per split."""
+    from ..datasets import DATASETS, describe_dataset, find_dataset
+    from ..errors import EvrtError
+
+    name = (args.dataset or "").lower() or find_dataset(args.path)
+    if name is None:
+        raise EvrtError(f"{args.path}: a folder, but not one of the dataset layouts evrt knows "
+                        f"({', '.join(DATASETS)}); give a recording file or --dataset NAME")
+    if name not in DATASETS:
+        raise EvrtError(f"unknown dataset {args.dataset!r} (known: {', '.join(DATASETS)})")
+    d = describe_dataset(name, args.path)
+    if d["layout"] is None:
+        raise EvrtError(f"{args.path}: not a {name} folder: " + "; ".join(s["error"] for s in d["splits"].values()))
+    print(json.dumps(d) if args.json else _dataset_text(d))
+    return 0
+
+
 def run(args) -> int:
+    import os
+
     from ..formats import read_recording
+
+    if os.path.isdir(args.path):
+        return run_dataset(args)
 
     s = summarize(read_recording(args.path))
     print(json.dumps(s) if args.json else _text(s))

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 
 
 def register(sub):
+    from .options import add_fit
     p = sub.add_parser("predict", help="classify one recording as one sample (clip mode, reference framing)")
     p.add_argument("model")
     p.add_argument("events", help="an event file: .npz with t,x,y,p, or any supported recording format")
     p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    add_fit(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -18,14 +21,19 @@ def register(sub):
 def run(args) -> int:
     from ..engine import Session
     from ..formats import read_recording
+    from ..geometry import fit_events, model_sensor
     from ..zoo import resolve_model
 
     sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
-    res = sess.run_clip(rec.events)
+    fit = fit_events(rec.events, rec.sensor_size, model_sensor(sess.meta), args.fit)
+    if fit.message:
+        print(f"evrt predict: {fit.message}", file=sys.stderr)
+    res = sess.run_clip(fit.events)
     k = res.class_index
     out = {"class_index": k, "class_name": sess.class_name(k), "confidence": res.confidence,
-           "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(rec.events))}
+           "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(rec.events)),
+           "fit": fit.to_dict()}
     if args.json:
         print(json.dumps(out))
     else:

@@ -17,6 +17,7 @@ CHUNK_US = 10_000  # packets of 10 ms of stream time: the pacing granularity at 
 
 
 def register(sub):
+    from .options import add_fit
     p = sub.add_parser("replay", help="stream a recording through a model, printing predictions as they happen")
     p.add_argument("path", help="a recording: AEDAT 3.1 (+ _labels.csv), AEDAT 4, .npz, .npy")
     p.add_argument("--model", default=None, help="an .evrt file or a zoo model name (default: the zoo default)")
@@ -30,6 +31,7 @@ def register(sub):
                    help="what a recording's integer labels index: DVS128 Gesture ids (csv class - 1) or the "
                         "model's outputs; auto = gesture for AEDAT 3.1, model otherwise")
     p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    add_fit(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line; nothing else on stdout")
     p.set_defaults(func=run)
 
@@ -87,6 +89,7 @@ def run(args) -> int:
     from ..evaluate import score_clip, warm_up
     from ..events import validate
     from ..formats import read_recording
+    from ..geometry import fit_recording
     from ..graph import Graph
     from ..pipeline.source import ArraySource
     from ..streaming import StreamClassifier, stream_framer_for
@@ -105,12 +108,13 @@ def run(args) -> int:
     clip_sess = Session(graph, precision=args.precision, mode="clip")
     clf = StreamClassifier(sess, stream_framer_for(sess.meta, args.count, args.window_us))
     model_sensor = tuple((sess.meta.get("frame") or {}).get("sensor_size", ()) or ()) or None
-    if rec.sensor_size and model_sensor and tuple(rec.sensor_size) != model_sensor:
-        print(f"evrt replay: warning: recording sensor {rec.sensor_size} differs from the model's "
-              f"{model_sensor}; events outside the model's sensor are dropped", file=sys.stderr)
+    rec, fit = fit_recording(rec, model_sensor, args.fit)
+    if fit.message:
+        print(f"evrt replay: {fit.message}", file=sys.stderr)
     # a live stream must be time-ordered and inside the sensor: drop (and count) what is not, as a
     # camera driver would, rather than refuse the whole recording
     ev, checked = validate(rec.events, sensor_size=model_sensor, policy="drop")
+    checked.dropped_out_of_sensor += fit.dropped
 
     labels = rec.labels if rec.labels is not None and len(rec.labels) else None
     truth = _label_names(rec, sess, args.labels) if labels is not None else []

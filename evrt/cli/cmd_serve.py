@@ -14,7 +14,7 @@ import threading
 
 
 def register(sub) -> None:
-    from .options import add_common, add_framing, add_mapping
+    from .options import add_common, add_fit, add_framing, add_mapping
     from ..pipeline.source import CAMERA_HELP
     p = sub.add_parser("serve", help="camera -> model -> console in one command",
                        description="Run a source, the classifier and a console sink together. " + CAMERA_HELP)
@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--publish", metavar="ADDR", help="also publish predictions here (for `evrt watch`)")
     p.add_argument("--quiet", action="store_true", help="do not print predictions (metrics and summary only)")
     add_mapping(p)
+    add_fit(p)
     add_framing(p)
     add_common(p)
     p.set_defaults(func=run)
@@ -32,6 +33,7 @@ def run(args) -> int:
     import zmq
 
     from ..errors import EvrtError
+    from ..geometry import model_sensor
     from ..pipeline.classify import ClassifyWorker, prediction_printer
     from .options import classifier_from, curve_from, describe_framer, mapping_from
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
@@ -40,8 +42,8 @@ def run(args) -> int:
 
     log = Log("serve", args.json)
     source = open_source(args.camera, log)
-    mapping = mapping_from(args)
     clf = classifier_from(args)
+    mapping = mapping_from(args, source, model_sensor(clf.session.meta), log)
     replay = args.camera.startswith("file:")
     # a recording must be classified completely (back-pressure); a live camera must stay live (drop)
     kinds = (zmq.PUSH, zmq.PULL) if replay else (zmq.PUB, zmq.SUB)
@@ -70,11 +72,6 @@ def run(args) -> int:
                 stop.set()
 
         th = threading.Thread(target=source_thread, name="evrt-source", daemon=True)
-        model_size = tuple(clf.session.meta.get("frame", {}).get("sensor_size", ()) or ())
-        in_size = getattr(source, "sensor_size", None)
-        if model_size and in_size and tuple(mapping.out_size(in_size)) != model_size:
-            log.warn(f"source {in_size[0]}x{in_size[1]} maps to {mapping.out_size(in_size)}, the model expects "
-                     f"{model_size}; use --crop/--downsample (events outside the model's sensor are ignored)")
         log.info(f"model {args.model}: a step {describe_framer(clf.framer)}; source {args.camera}")
         worker = ClassifyWorker(clf, rx, out, log=log, metrics=Metrics(args.metrics_every), stop=stop,
                                 on_prediction=() if args.quiet else [prediction_printer(args.json)])

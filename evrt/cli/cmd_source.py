@@ -7,7 +7,7 @@ import threading
 
 
 def register(sub) -> None:
-    from .options import EVENTS_ADDR, add_common, add_mapping
+    from .options import EVENTS_ADDR, add_common, add_fit, add_mapping
     from ..pipeline.source import CAMERA_HELP
     p = sub.add_parser("source", help="publish events from a camera or a recording over ZeroMQ",
                        description="Publish events from a camera or a recording. " + CAMERA_HELP)
@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--list-cameras", action="store_true", help="list connected cameras and exit")
     p.add_argument("--no-eos", action="store_true", help="do not send END_OF_STREAM when the source ends")
     add_mapping(p)
+    p.add_argument("--model-size", metavar="WxH",
+                   help="the consuming model's input grid (e.g. 128x128); with it, --fit maps the sensor onto it")
+    add_fit(p)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -27,7 +30,7 @@ def run(args) -> int:
     import zmq
 
     from ..errors import EvrtError
-    from .options import curve_from, mapping_from
+    from .options import curve_from, mapping_from, parse_size
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
     from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
     from ..pipeline.source import Publisher, list_cameras, open_source, publish
@@ -40,7 +43,7 @@ def run(args) -> int:
         raise EvrtError("--camera SPEC is required (or --list-cameras)")
     log = Log("source", args.json)
     source = open_source(args.camera, log)
-    mapping = mapping_from(args)
+    mapping = mapping_from(args, source, parse_size(args.model_size, "--model-size"), log)
     pattern = args.pattern if args.pattern != "auto" else ("push" if args.camera.startswith("file:") else "pub")
     stop = threading.Event()
     restore = stop_on_signals(stop, log)

@@ -28,6 +28,14 @@ def add_mapping(p) -> None:
     p.add_argument("--flip-y", action="store_true", help="mirror vertically")
 
 
+def add_fit(p) -> None:
+    from ..geometry import DEFAULT_FIT, FIT_MODES
+    p.add_argument("--fit", choices=FIT_MODES, default=DEFAULT_FIT,
+                   help="when the recording's or camera's sensor differs from the model's: downsample = divide "
+                        "coordinates by the smallest integer that fits the whole sensor and centre it (default); "
+                        "crop = keep the centred model-sized window; none = as is, events outside are dropped")
+
+
 def add_framing(p) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--count", type=int, metavar="N", help="a step every N events (default: the model's meta)")
@@ -39,7 +47,9 @@ def add_framing(p) -> None:
                    help="reset the neuron state every STEPS steps (default: never in continuous mode, T in clip mode)")
 
 
-def mapping_from(args):
+def mapping_from(args, source=None, target=None, log=None):
+    """The SensorMap of --crop/--downsample/--flip-*, plus --fit onto ``target`` (the model's grid) when
+    the source's (mapped) sensor differs from it; the plan is announced on ``log`` before streaming."""
     from ..pipeline.source import SensorMap
     crop = None
     if args.crop:
@@ -47,7 +57,33 @@ def mapping_from(args):
             crop = tuple(int(v) for v in args.crop.split(","))
         except ValueError:
             raise EvrtError(f"--crop {args.crop!r}: expected four integers X,Y,W,H") from None
-    return SensorMap(crop=crop, downsample=args.downsample, flip_x=args.flip_x, flip_y=args.flip_y)
+    m = SensorMap(crop=crop, downsample=args.downsample, flip_x=args.flip_x, flip_y=args.flip_y)
+    in_size = tuple(getattr(source, "sensor_size", None) or ())
+    if target is None or len(in_size) != 2 or min(in_size) < 1:
+        return m
+    from ..geometry import describe_fit, plan_fit
+    size = m.manual_size(in_size)
+    if tuple(size) != tuple(target):
+        ev = getattr(source, "events", None)  # a recording: count on its events, a camera: by area
+        if ev is not None and not m.manual_identity:
+            ev, m.dropped = m(ev, in_size), 0
+        m.fit = plan_fit(size, target, getattr(args, "fit", "downsample"))
+        if log is not None and not m.fit.identity:  # a smaller sensor lands on the grid as it is
+            log.warn(describe_fit(m.fit, ev))
+    return m
+
+
+def parse_size(text, what="size"):
+    """'128x128' -> (128, 128); None stays None."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise EvrtError(f"{what} {text!r}: expected WIDTHxHEIGHT, e.g. 128x128") from None
+    if w < 1 or h < 1:
+        raise EvrtError(f"{what} {text!r}: width and height must be >= 1")
+    return w, h
 
 
 def curve_from(args):

@@ -194,6 +194,11 @@ class DVSGesture:
     def names(self):
         return [e[3] for e in self._entries]
 
+    @property
+    def labels(self):
+        """Each sample's label (under ``label_order``), from the label files alone."""
+        return [self._to_label[e[2]] for e in self._entries]
+
     def __repr__(self):
         return (f"DVSGesture({str(self.root)!r}, split={self.split!r}, layout={self.layout!r}, "
                 f"label_order={self.label_order!r}, n={len(self)})")

@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from ..errors import EvrtError
-from ..events import EVENT_DTYPE, as_events, make_events
+from ..events import as_events, make_events
 from .protocol import END_OF_STREAM, EVENTS, RESET, encode
 
 __all__ = ["SensorMap", "ArraySource", "FileSource", "InivationSource", "DvNetworkSource", "open_source",
@@ -32,11 +32,14 @@ class SensorMap:
     """Crop, flip and downsample events so a big sensor (320×240 … 1280×720) feeds a model trained on
     e.g. 128×128. Order: crop ``(x, y, w, h)`` (events outside are dropped), flip within the crop, then
     integer downsampling (``x // n``; events landing on the same pixel stay separate events, so counts
-    add up like pooling a count frame)."""
+    add up like pooling a count frame), then ``fit`` (a ``geometry.FitPlan`` onto the model's grid).
+    The work is done by ``evrt.geometry``; ``dropped`` counts the events lost so far."""
     crop: tuple | None = None
     downsample: int = 1
     flip_x: bool = False
     flip_y: bool = False
+    fit: object = None  # geometry.FitPlan, planned for out_size() before the fit
+    dropped: int = 0
 
     def __post_init__(self):
         if self.crop is not None:
@@ -48,34 +51,38 @@ class SensorMap:
         self.downsample = int(self.downsample)
 
     @property
-    def identity(self) -> bool:
+    def manual_identity(self) -> bool:
         return self.crop is None and self.downsample == 1 and not self.flip_x and not self.flip_y
 
-    def out_size(self, sensor_size) -> tuple:
+    @property
+    def identity(self) -> bool:
+        return self.manual_identity and (self.fit is None or self.fit.identity)
+
+    def manual_size(self, sensor_size) -> tuple:
+        """Size after crop and downsample, before the fit."""
         w, h = self.crop[2:] if self.crop else sensor_size
         return (int(w) + self.downsample - 1) // self.downsample, (int(h) + self.downsample - 1) // self.downsample
 
+    def out_size(self, sensor_size) -> tuple:
+        return tuple(self.fit.target) if self.fit is not None else self.manual_size(sensor_size)
+
     def __call__(self, ev: np.ndarray, sensor_size) -> np.ndarray:
+        from .. import geometry as geo
         if self.identity:
             return ev
-        x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
-        w, h = (int(v) for v in sensor_size)
-        keep = None
-        if self.crop:
-            cx, cy, w, h = self.crop
-            x, y = x - cx, y - cy
-            keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        if self.flip_x:
-            x = (w - 1) - x
-        if self.flip_y:
-            y = (h - 1) - y
-        if keep is not None:
-            x, y, ev = x[keep], y[keep], ev[keep]
-        n = self.downsample
-        out = np.empty(len(ev), EVENT_DTYPE)
-        out["t"], out["on"] = ev["t"], ev["on"]
-        out["x"], out["y"] = x // n, y // n
-        return out
+        if not self.manual_identity:
+            if self.crop:
+                ev, n = geo.crop(ev, self.crop)
+                size = self.crop[2:]
+            else:
+                size = tuple(int(v) for v in sensor_size)
+                ev, n = geo.drop_outside(ev, size) if (self.flip_x or self.flip_y) else (ev, 0)
+            self.dropped += n
+            ev = geo.downsample(geo.flip(ev, size, self.flip_x, self.flip_y), self.downsample)
+        if self.fit is not None:
+            ev, n = self.fit.apply(ev)
+            self.dropped += n
+        return ev
 
 
 # -------------------------------------------------------------------------------------------- sources
