@@ -96,6 +96,8 @@ class StreamClassifier:
         self.clock = clock
         self.steps = 0
         self.events_in = 0
+        self.resyncs = 0          # time jumps past the framer's empty-step bound, since construction
+        self.on_resync = None     # optional callback(dict) told about each jump (the pipeline logs it)
 
     @classmethod
     def from_model(cls, model, precision: str = "float32", mode: str = "continuous", reset_every=None,
@@ -144,15 +146,22 @@ class StreamClassifier:
     def push(self, events) -> list:
         """Feed a packet of time-ordered events; returns the predictions of the windows it closed."""
         self.events_in += len(events)
-        return [self._step(w) for w in self.framer.push_windows(events)]
+        before = self.framer.resyncs
+        windows = self.framer.push_windows(events)
+        if self.framer.resyncs != before:
+            self.resyncs += self.framer.resyncs - before
+            if self.on_resync is not None:
+                self.on_resync(dict(self.framer.last_resync))
+        return [self._step(w) for w in windows]
 
     def end_of_stream(self) -> list:
         """Step the open window (if it holds events) and return its prediction."""
         return [self._step(w) for w in self.framer.flush_windows()]
 
     def reset(self) -> None:
-        """Fresh neuron state, an empty framer and step numbering from 0 (a new stream)."""
+        """Fresh neuron state, an empty framer, step numbering and event count from 0 (a new stream:
+        nothing of the abandoned one is reported as this one's)."""
         self.session.reset()
-        f = self.framer
-        self.framer = StreamFramer(count=f.count, window_us=f.window_us)
+        self.framer = self.framer.renew()
         self.steps = 0
+        self.events_in = 0
