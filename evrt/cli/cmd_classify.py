@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--print", action="store_true", help="also print each prediction on stdout")
     p.add_argument("--max-streams", type=int, metavar="N", help="exit after N streams ended (END_OF_STREAM)")
     p.add_argument("--idle-exit", type=float, metavar="S", help="exit when nothing arrives for S seconds")
+    p.add_argument("--max-sessions", type=int, default=8, metavar="N",
+                   help="streams (cameras) kept with their own state at once; a new one evicts the idlest (default 8)")
+    p.add_argument("--shard", metavar="K/N", help="take only the streams whose id is K modulo N (N classifiers "
+                   "subscribed to one PUB source share its streams, each stream on exactly one of them)")
     add_framing(p)
     add_common(p)
     p.set_defaults(func=run)
@@ -32,7 +36,15 @@ def run(args) -> int:
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
     from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
 
+    from ..errors import EvrtError
+    from ..pipeline.sockets import PeerWatch
+
     log = Log("classify", args.json)
+    shard = parse_shard(args.shard)
+    if args.max_sessions < 1:
+        raise EvrtError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        raise EvrtError(f"--idle-exit must be a positive number of seconds, got {args.idle_exit}")
     clf = classifier_from(args)
     stop = threading.Event()
     restore = stop_on_signals(stop, log)
@@ -48,9 +60,17 @@ def run(args) -> int:
         socks.append(inp)
         log.info(f"model {args.model}: {len(clf.classes)} classes, a step {describe_framer(clf.framer)}; "
                  f"events from {args.connect} ({'PULL' if pull else 'SUB'}), predictions on {args.publish}")
+        # refused CURVE peers are logged; a PUSH with no consumer drops (and counts) rather than stalls
+        watches = [PeerWatch(out, log, "prediction consumer"), PeerWatch(inp, log, "event source")]
         worker = ClassifyWorker(clf, inp, out, log=log, metrics=Metrics(args.metrics_every), stop=stop,
-                                on_prediction=[prediction_printer(args.json)] if args.print else ())
-        summary = worker.run(max_streams=args.max_streams, idle_exit_s=args.idle_exit)
+                                on_prediction=[prediction_printer(args.json)] if args.print else (),
+                                max_sessions=args.max_sessions, shard=shard, peers=watches[0] if pull else None)
+        try:
+            summary = worker.run(max_streams=args.max_streams, idle_exit_s=args.idle_exit)
+        finally:
+            for w in watches:
+                w.poll()
+                w.close()
         log.info("summary", **summary) if args.json else log.info("done: " + json.dumps(summary))
     finally:
         if curve:
@@ -60,3 +80,16 @@ def run(args) -> int:
                        linger_ms=-1 if args.pattern == "pull" and not stop.is_set() else LINGER_MS)
         restore()
     return 0
+
+
+def parse_shard(text):
+    from ..errors import EvrtError
+    if not text:
+        return (0, 1)
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise EvrtError(f"--shard must look like K/N (e.g. 0/2), got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise EvrtError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return (k, n)

@@ -46,12 +46,13 @@ def run(args) -> int:
     restore = stop_on_signals(stop, log)
     ctx = zmq.Context()
     curve = curve_from(args)
-    sock = None
+    sock = pub = None
     try:
         sock = open_socket(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, bind=True, hwm=args.hwm,
                            curve=curve, log=log)
         log.info(f"bound {args.bind} ({pattern.upper()})")
-        pub = Publisher(sock, stop=stop)
+        from ..pipeline.sockets import PeerWatch
+        pub = Publisher(sock, stop=stop, watch=PeerWatch(sock, log, "consumer"), log=log)
         metrics = Metrics(args.metrics_every)
         publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos)
         summary = {"messages": pub.sent_messages, "events": pub.sent_events, "stream_id": pub.stream_id,
@@ -61,6 +62,9 @@ def run(args) -> int:
         else:
             log.info("done: " + json.dumps(summary))
     finally:
+        if pub is not None and pub.watch is not None:
+            pub.watch.poll()
+            pub.watch.close()  # its monitor socket would keep the context from terminating
         if curve:
             curve.stop()
         # PUSH (replay): deliver everything still queued, however slow the consumer; PUB: a second at most
