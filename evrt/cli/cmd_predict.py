@@ -20,18 +20,32 @@ def run(args) -> int:
     from ..formats import read_recording
     from ..zoo import resolve_model
 
+    import sys
+
+    from ..errors import EvrtError
+    from ..events import validate
+
     sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
-    res = sess.run_clip(rec.events)
+    sensor = tuple((sess.meta.get("frame") or {}).get("sensor_size", ()) or ()) or None
+    # the events the model can see; a prediction from none of them would be a confident answer from no input
+    ev, report = validate(rec.events, sensor_size=sensor, policy="drop")
+    if not len(ev):
+        where = f" inside the model's {sensor[0]}x{sensor[1]} sensor" if sensor else ""
+        raise EvrtError(f"{args.events}: no events{where} to classify ({report})")
+    if not report.ok:
+        print(f"evrt predict: warning: {args.events}: {report}", file=sys.stderr)
+    res = sess.run_clip(ev)
     probs = np.exp(res.logits - res.logits.max())
     probs /= probs.sum()
     k = res.class_index
     out = {"class_index": k, "class_name": sess.class_name(k), "confidence": float(probs[k]),
-           "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(rec.events))}
+           "logits": res.logits.tolist(), "acs": res.acs, "macs": res.macs, "events": int(len(ev)),
+           "events_dropped": int(report.dropped)}
     if args.json:
         print(json.dumps(out))
     else:
         print(f"{out['class_name']} (index {k}, p={out['confidence']:.3f}); {res.acs:,} ACs, {res.macs:,} MACs "
-              f"over {sess.T} steps, {len(rec.events):,} events")
+              f"over {sess.T} steps, {len(ev):,} events")
         print("logits: " + " ".join(f"{v:.4f}" for v in res.logits))
     return 0
