@@ -11,7 +11,7 @@ def register(sub) -> None:
                        description="Receive events (from `evrt source`), run the model one window at a time and "
                                    "publish predictions ([b'pred', JSON]) for `evrt watch` or any subscriber.")
     p.add_argument("--model", required=True, metavar="M.evrt")
-    p.add_argument("--connect", default=EVENTS_ADDR, metavar="ADDR", help=f"event source (default {EVENTS_ADDR})")
+    p.add_argument("--connect", default=EVENTS_ADDR, metavar="ADDR", help=f"event source(s), comma-separated for several (default {EVENTS_ADDR})")
     p.add_argument("--publish", default=PRED_ADDR, metavar="ADDR", help=f"bind predictions here (default {PRED_ADDR})")
     p.add_argument("--pattern", choices=("sub", "pull"), default="sub",
                    help="sub: live (pairs with source --pattern pub), predictions on PUB; pull: replay/eval "
@@ -34,10 +34,8 @@ def run(args) -> int:
     from ..pipeline.classify import ClassifyWorker, prediction_printer
     from ..pipeline.cliutil import classifier_from, curve_from, describe_framer
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
-    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
-
     from ..errors import EvrtError
-    from ..pipeline.sockets import PeerWatch
+    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_watched
 
     log = Log("classify", args.json)
     shard = parse_shard(args.shard)
@@ -50,29 +48,31 @@ def run(args) -> int:
     restore = stop_on_signals(stop, log)
     ctx = zmq.Context()
     curve = curve_from(args)
-    socks = []
+    socks, watches = [], []
     try:
         pull = args.pattern == "pull"
-        out = open_socket(ctx, zmq.PUSH if pull else zmq.PUB, args.publish, bind=True, hwm=args.hwm, curve=curve,
-                          log=log)
+        # watched from before bind/connect: refused CURVE peers are logged; a PUSH with no consumer
+        # drops (and counts) predictions rather than stalls
+        out, out_watch = open_watched(ctx, zmq.PUSH if pull else zmq.PUB, args.publish, True, "prediction consumer",
+                                      log, hwm=args.hwm, curve=curve)
         socks.append(out)
-        inp = open_socket(ctx, zmq.PULL if pull else zmq.SUB, args.connect, bind=False, hwm=args.hwm, curve=curve)
+        watches.append(out_watch)
+        inp, in_watch = open_watched(ctx, zmq.PULL if pull else zmq.SUB, args.connect, False, "event source", log,
+                                     hwm=args.hwm, curve=curve)
         socks.append(inp)
+        watches.append(in_watch)
         log.info(f"model {args.model}: {len(clf.classes)} classes, a step {describe_framer(clf.framer)}; "
                  f"events from {args.connect} ({'PULL' if pull else 'SUB'}), predictions on {args.publish}")
-        # refused CURVE peers are logged; a PUSH with no consumer drops (and counts) rather than stalls
-        watches = [PeerWatch(out, log, "prediction consumer"), PeerWatch(inp, log, "event source")]
         worker = ClassifyWorker(clf, inp, out, log=log, metrics=Metrics(args.metrics_every), stop=stop,
                                 on_prediction=[prediction_printer(args.json)] if args.print else (),
-                                max_sessions=args.max_sessions, shard=shard, peers=watches[0] if pull else None)
-        try:
-            summary = worker.run(max_streams=args.max_streams, idle_exit_s=args.idle_exit)
-        finally:
-            for w in watches:
-                w.poll()
-                w.close()
+                                max_sessions=args.max_sessions, shard=shard, peers=out_watch if pull else None,
+                                in_peers=in_watch)
+        summary = worker.run(max_streams=args.max_streams, idle_exit_s=args.idle_exit)
         log.info("summary", **summary) if args.json else log.info("done: " + json.dumps(summary))
     finally:
+        for w in watches:  # their monitor sockets would keep the context from terminating
+            w.poll()
+            w.close()
         if curve:
             curve.stop()
         # pull (replay/eval): the last predictions must reach the consumer; sub (live): a second at most

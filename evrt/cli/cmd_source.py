@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..errors import EvrtError
     from ..pipeline.cliutil import curve_from, mapping_from
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
-    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
+    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_watched
     from ..pipeline.source import Publisher, list_cameras, open_source, publish
 
     if args.list_cameras:
@@ -48,11 +48,10 @@ def run(args) -> int:
     curve = curve_from(args)
     sock = pub = None
     try:
-        sock = open_socket(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, bind=True, hwm=args.hwm,
-                           curve=curve, log=log)
+        sock, watch = open_watched(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, True, "consumer", log,
+                                   hwm=args.hwm, curve=curve)
         log.info(f"bound {args.bind} ({pattern.upper()})")
-        from ..pipeline.sockets import PeerWatch
-        pub = Publisher(sock, stop=stop, watch=PeerWatch(sock, log, "consumer"), log=log)
+        pub = Publisher(sock, stop=stop, watch=watch, log=log)
         metrics = Metrics(args.metrics_every)
         publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos)
         summary = {"messages": pub.sent_messages, "events": pub.sent_events, "stream_id": pub.stream_id,

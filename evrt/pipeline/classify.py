@@ -83,7 +83,7 @@ class ClassifyWorker:
     def __init__(self, classifier: StreamClassifier, in_sock: zmq.Socket, out_sock: zmq.Socket | None = None,
                  log: Log | None = None, metrics: Metrics | None = None, on_prediction=(), batch: int = 32,
                  stop: threading.Event | None = None, max_sessions: int = DEFAULT_MAX_SESSIONS,
-                 shard: tuple = (0, 1), factory=None, peers=None):
+                 shard: tuple = (0, 1), factory=None, peers=None, in_peers=None):
         if int(max_sessions) < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         k, n = (int(v) for v in shard)
@@ -104,6 +104,7 @@ class ClassifyWorker:
         self.streams: dict = {}           # stream id -> _Stream, insertion order = least recently created first
         self.current: _Stream | None = None
         self.peers = peers                # PeerWatch of out_sock: predictions for no consumer are counted, not queued
+        self.in_peers = in_peers          # PeerWatch of in_sock: refused peers logged, links cut (oversized) counted
         frame = (getattr(classifier.session, "meta", None) or {}).get("frame") or {}
         self.sensor_size = tuple(int(v) for v in frame.get("sensor_size", ()))  # the model's (W, H)
         self.streams_ended = self.sessions_opened = self.evictions = 0
@@ -234,7 +235,8 @@ class ClassifyWorker:
             self._emit(preds, msg.stream_id)
             self._send(encode_json(TOPIC_EOS, {"stream_id": msg.stream_id, "steps": clf.steps,
                                                "events": clf.events_in, "lost_messages": m.lost,
-                                               "resyncs": clf.resyncs}))
+                                               "resyncs": clf.resyncs, "dropped": dict(m.drops),
+                                               "source_disconnects": self._disconnects()}))
             self.log.info("end of stream", stream_id=msg.stream_id, steps=clf.steps, events=clf.events_in)
             self.streams_ended += 1
             self._dropped_done += int(getattr(clf.session, "dropped_events", 0) or 0)
@@ -253,6 +255,12 @@ class ClassifyWorker:
             return []
         self._emit(preds, msg.stream_id)
         return preds
+
+    def _disconnects(self) -> int | None:
+        if self.in_peers is None:
+            return None
+        self.in_peers.poll()
+        return self.in_peers.disconnects
 
     def flush(self) -> list:
         """Step every stream's open window (used when stopping: in-flight windows are finished, not lost)."""
@@ -282,6 +290,8 @@ class ClassifyWorker:
                         self._last_wait_report = now
                         self.log.info(f"no events for {now - last_rx:.0f} s; waiting for a source "
                                       "(--idle-exit S stops after S idle seconds)")
+                    if self.in_peers is not None:
+                        self.in_peers.poll()   # logs refused peers even while nothing arrives
                     if m.due():
                         m.report(self.log)
                     continue
@@ -305,6 +315,8 @@ class ClassifyWorker:
         summary = m.summary()
         summary.update(sessions_opened=self.sessions_opened, sessions_evicted=self.evictions,
                        streams_ended=self.streams_ended)
+        if self.in_peers is not None:
+            summary["source_disconnects"] = self._disconnects()  # e.g. a peer cut off for an oversized message
         if self.other_shard:
             summary["other_shard_messages"] = self.other_shard
         dropped = self._dropped_done + sum(int(getattr(st.clf.session, "dropped_events", 0) or 0)

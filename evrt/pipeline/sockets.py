@@ -17,7 +17,7 @@ import zmq
 from ..errors import EvrtError
 
 __all__ = ["normalize_addr", "is_loopback", "Curve", "make_keys", "open_socket", "DEFAULT_HWM", "LINGER_MS",
-           "MAX_MSG_BYTES", "PeerWatch"]
+           "MAX_MSG_BYTES", "PeerWatch", "open_watched"]
 
 DEFAULT_HWM = 64      # messages; at ~10 ms packets this is under a second of camera data
 LINGER_MS = 1000      # how long close() may wait to deliver what is still queued
@@ -129,10 +129,10 @@ class Curve:
 
 def open_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool, hwm: int = DEFAULT_HWM,
                 curve: Curve | None = None, subscribe: bytes | None = b"", log=None,
-                max_msg_bytes: int = MAX_MSG_BYTES) -> zmq.Socket:
+                max_msg_bytes: int = MAX_MSG_BYTES, _before=None) -> zmq.Socket:
     """A socket with bounded queues (SNDHWM/RCVHWM, so at most ``hwm`` x ``max_msg_bytes`` per peer
     queue), a maximum message size, linger, optional CURVE, bound or connected."""
-    endpoint = normalize_addr(addr)
+    endpoint = normalize_addr(str(addr).split(",")[0] if not bind else addr)
     if int(hwm) < 1:
         raise EvrtError(f"--hwm must be at least 1 message, got {hwm}")
     if int(max_msg_bytes) < 1024:
@@ -145,18 +145,34 @@ def open_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool, hwm: int = D
         sock.setsockopt(zmq.SUBSCRIBE, subscribe)
     if curve is not None:
         (curve.server if bind else curve.client)(sock)
+    if _before is not None:
+        _before(sock)
     try:
         if bind:
             if not is_loopback(endpoint) and curve is None:
                 msg = f"binding {endpoint} without --curve-keys: anyone who can reach it can read and inject data"
                 (log.warn(msg) if log else print(f"evrt: warning: {msg}", file=sys.stderr))
             sock.bind(endpoint)
-        else:
-            sock.connect(endpoint)
+        else:  # a comma-separated list connects to several peers (one classifier, many sources)
+            for one in str(addr).split(","):
+                sock.connect(normalize_addr(one))
     except zmq.ZMQError as exc:
         sock.close(0)
         raise EvrtError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
     return sock
+
+
+def open_watched(ctx: zmq.Context, kind: int, addr: str, bind: bool, what: str = "peer", log=None, **kw):
+    """``(socket, PeerWatch)``: ``open_socket`` with the monitor attached *before* bind/connect, so no
+    connection is missed (a peer that connected before the watch would count as absent)."""
+    box = []
+    try:
+        sock = open_socket(ctx, kind, addr, bind, log=log, _before=lambda s: box.append(PeerWatch(s, log, what)), **kw)
+    except BaseException:
+        for w in box:  # a monitor socket left open would keep the context from terminating
+            w.mon.close(0)
+        raise
+    return sock, box[0]
 
 
 def drain_and_term(ctx: zmq.Context, socks, stop, log=None, linger_ms: int = -1) -> bool:
