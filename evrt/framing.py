@@ -179,7 +179,7 @@ class Window(NamedTuple):
 
 
 MAX_EMPTY_STEPS = 1000       # empty time windows emitted for one silence before the framer resyncs
-MAX_EVENTS_PER_STEP = 1 << 20  # events one step may hold; the rest of an overfull window is dropped
+MAX_EVENTS_PER_STEP = 1 << 18  # events one step may hold (3.4 MB); the rest of an overfull window is dropped
 
 
 class StreamFramer:

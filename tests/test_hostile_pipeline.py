@@ -244,3 +244,53 @@ def test_a_waiting_worker_says_why(ctx, monkeypatch):
     bg.result(TIMEOUT)
     assert "--idle-exit" in buf.getvalue()
     inp.close(0)
+
+
+def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
+    """docs/ROBUSTNESS.md states `evrt classify` runs in 1 GiB of address space whatever peers send.
+    main took three 300 MiB messages to 780 MB; here one 400 MiB message arrives under `ulimit -v 1 GiB`
+    (it would not fit next to the ~620 MB the process maps), then a normal stream is classified."""
+    import json
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evrt.toy import toy_graph
+    model = tmp_path / "toy.evrt"
+    toy_graph(seed=3, T=4).save(str(model))
+    ev_addr, big_addr, pred_addr = tcp(free_port()), tcp(free_port()), tcp(free_port())
+    budget = 1 << 30
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "evrt", "classify", "--model", str(model), "--connect", f"{big_addr},{ev_addr}",
+                             "--publish", pred_addr, "--pattern", "pull", "--count", "500", "--max-streams", "1",
+                             "--idle-exit", "60", "--json", "--metrics-every", "0"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    ctx = zmq.Context()
+    try:
+        big = open_socket(ctx, zmq.PUSH, big_addr, bind=True)
+        tx = open_socket(ctx, zmq.PUSH, ev_addr, bind=True)
+        sink = open_socket(ctx, zmq.PULL, pred_addr, bind=False)
+        huge = np.zeros(400 << 20, np.uint8)   # untouched zero pages: cheap for this process
+        head = P.HEADER.pack(P.MAGIC, P.VERSION, P.EVENTS, 5, 0, 0, 0, len(huge) // 13, P.DTYPE_EVRT, 32, 32, 0)
+        assert big.poll(60_000, zmq.POLLOUT)
+        big.send_multipart([head, memoryview(huge)], copy=False)
+        pub = Publisher(tx, stream_id=6)
+        packets = list(ArraySource(synthetic_events(5000, seed=3), packet_us=20_000))
+        for p in packets:
+            assert pub.send_events(p)
+        assert pub.send_end()
+        preds, eos = collect_predictions(sink, 120)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ctx.destroy(linger=0)
+    assert proc.returncode == 0, err[-2000:]
+    assert eos and eos[0]["events"] == 5000 and sum(p["n_events"] for p in preds) == 5000
+    summary = [json.loads(line) for line in err.splitlines() if '"summary"' in line][-1]
+    assert summary["events_in"] == 5000 and summary["streams_ended"] == 1

@@ -177,7 +177,7 @@ def inject_bad(ctx, addr) -> Counter:
             sock.send_multipart([bytes(f) for f in frames])
             sent[reason] += 1
     time.sleep(0.5)
-    sock.send_multipart([head, b"\0" * (20 << 20)])   # > the 16 MiB ZMQ_MAXMSGSIZE: the link is cut
+    sock.send_multipart([head, b"\0" * (20 << 20)])   # > the 4 MiB ZMQ_MAXMSGSIZE: the link is cut
     sent["oversized"] += 1
     sock.close(linger=2000)
     return sent

@@ -22,8 +22,9 @@ __all__ = ["normalize_addr", "is_loopback", "Curve", "make_keys", "open_socket",
 DEFAULT_HWM = 64      # messages; at ~10 ms packets this is under a second of camera data
 LINGER_MS = 1000      # how long close() may wait to deliver what is still queued
 # ZMQ_MAXMSGSIZE of every receiving socket: a peer sending more is disconnected by ZeroMQ before the
-# message is allocated. 16 MiB = 1.29 M events of 13 bytes, over 10x a busy camera's 10 ms packet.
-MAX_MSG_BYTES = 16 << 20
+# message is allocated. 4 MiB = 322 k events of 13 bytes, over 2x a 12 Mev/s sensor's 10 ms packet; with
+# the default HWM of 64 a peer's queue holds at most 256 MiB (docs/ROBUSTNESS.md has the whole budget).
+MAX_MSG_BYTES = 4 << 20
 
 
 def normalize_addr(addr: str, default_host: str = "127.0.0.1") -> str:
