@@ -15,7 +15,7 @@ from .errors import EventError
 from .events import EVENT_DTYPE, as_events
 
 __all__ = ["FrameSpec", "frame_bounds", "event_bins", "clip_frames", "resize_frames", "antialias_taps",
-           "StreamFramer", "Window"]
+           "StreamFramer", "Window", "time_chunks"]
 
 RESIZES = (None, "avg2", "antialias")
 
@@ -169,6 +169,18 @@ def clip_frames(ev, spec: FrameSpec, dtype=np.float64) -> np.ndarray:
     if spec.sum_channel:  # summed before the cast: the reference adds in float32 after resizing
         frames = np.concatenate([frames, frames[:, :1] + frames[:, 1:2]], axis=1)
     return frames.astype(dtype, copy=False)
+
+
+def time_chunks(t: np.ndarray, chunk_us: int, t0: int | None = None):
+    """``(lo, hi, end_us)`` of every non-empty chunk ``[t0 + k·chunk_us, t0 + (k+1)·chunk_us)`` of sorted
+    timestamps ``t`` (uint64): the packets of a paced replay. Computed from the events, so the number of
+    chunks is bounded by the events, never by the timestamps (a 2^62 µs gap is one boundary)."""
+    if not len(t):
+        return []
+    t0 = int(t[0]) if t0 is None else int(t0)
+    k = (t - np.uint64(t0)) // np.uint64(chunk_us)
+    b = np.concatenate([[0], np.flatnonzero(k[1:] != k[:-1]) + 1, [len(t)]])
+    return [(int(lo), int(hi), t0 + (int(k[lo]) + 1) * int(chunk_us)) for lo, hi in zip(b[:-1], b[1:])]
 
 
 class Window(NamedTuple):

@@ -78,7 +78,11 @@ def stream_framer_for(meta: dict, count: int | None = None, window_us: int | Non
             window_us = None
         if not count and not window_us:
             count = 2000
-    return StreamFramer(count=count, window_us=window_us)
+    try:
+        return StreamFramer(count=count, window_us=window_us)
+    except ValueError as exc:  # --count 0, --count 10**9, --window-us -1: the user's to fix
+        from .errors import EvrtError
+        raise EvrtError(f"stream framing: {exc}") from None
 
 
 class StreamClassifier:

@@ -237,3 +237,30 @@ def test_pth_views_share_one_storage_instead_of_copying(tmp_path):
     tracemalloc.stop()
     assert len(c.state) == 2000 and all(np.shares_memory(c.state["v0"], a) for a in c.state.values())
     assert peak < 32 << 20, f"loading took {peak / 2**20:.0f} MiB"
+
+
+def test_replay_scores_only_labels_that_hold_events(toy, tmp_path, capsys):
+    """main: a label outside the recording was scored as a wrong prediction on an empty sample."""
+    p = tmp_path / "lab.npz"
+    n = 3000
+    write_npz(p, make_events(np.arange(n) * 10, np.arange(n) % 32, np.arange(n) % 32, np.arange(n) % 2),
+              labels=np.array([[0, 0, 15_000], [1, 15_000, 30_000], [2, 10**9, 2 * 10**9]]))
+    code, out, err = cli(capsys, "replay", p, "--model", toy, "--speed", "max", "--json")
+    assert code == 0, err
+    lines = [json.loads(ln) for ln in out.splitlines()]
+    samples = [d for d in lines if d["type"] == "sample"]
+    assert len(samples) == 2 and all(s["events"] > 0 for s in samples)
+    assert lines[-1]["samples"] == 2 and "hold no events" in err
+
+
+@pytest.mark.parametrize("gap", [2**62, 3 * 3600 * 10**6], ids=["2^62us", "3_hours"])
+def test_replay_through_a_clock_jump_is_bounded(toy, tmp_path, capsys, gap):
+    """main: a 2^62 µs gap raised ArrayMemoryError (671 TiB); a gap of hours took 216,000 steps."""
+    p = tmp_path / "jump.npz"
+    t = np.concatenate([np.arange(500) * 100, gap + np.arange(500) * 100]).astype(np.uint64)
+    write_npz(p, make_events(t, np.arange(1000) % 32, np.arange(1000) % 32, np.arange(1000) % 2))
+    code, out, err = cli(capsys, "replay", p, "--model", toy, "--speed", "max", "--window-us", "50000", "--json")
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    from evrt.framing import MAX_EMPTY_STEPS
+    assert summary["events_streamed"] == 1000 and summary["steps"] <= MAX_EMPTY_STEPS + 10

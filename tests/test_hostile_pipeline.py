@@ -294,3 +294,37 @@ def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
     assert eos and eos[0]["events"] == 5000 and sum(p["n_events"] for p in preds) == 5000
     summary = [json.loads(line) for line in err.splitlines() if '"summary"' in line][-1]
     assert summary["events_in"] == 5000 and summary["streams_ended"] == 1
+
+
+def test_watch_survives_malformed_predictions(ctx, capsys):
+    """main: `evrt watch` given [b'pred', b'{}'] or a JSON list died with a traceback."""
+    from evrt.cli import main
+    from evrt.streaming import Prediction
+    addr = tcp(free_port())
+    tx = open_socket(ctx, zmq.PUSH, addr, bind=True)
+    good = Prediction(0, 0, 10, 5, 1, "b", 0.5, [0.1, 0.9], 1.0, 7, 0)
+
+    def send():
+        for frames in ([b"pred", b"{}"], [b"pred", b"[1]"], [b"pred", b'{"step": "x"}'], P.encode_json(P.TOPIC_PRED,
+                                                                                                     good.to_dict())):
+            tx.send_multipart(frames)
+    sender = Background(send)
+    code = main(["watch", "--connect", addr, "--pattern", "pull", "--limit", "1", "--idle-exit", "30", "--json"])
+    sender.result(TIMEOUT)
+    out, err = capsys.readouterr()
+    assert code == 0 and Prediction.from_dict(__import__("json").loads(out)).same_as(good)
+    assert "3 malformed messages ignored" in err and "Traceback" not in err
+    tx.close(0)
+
+
+@pytest.mark.parametrize("opt", [["--count", "0"], ["--count", str(10**9)], ["--window-us", "-5"],
+                                 ["--shard", "2/2"], ["--max-sessions", "0"]])
+def test_classify_bad_options_are_one_line_errors(tmp_path, capsys, opt):
+    from evrt.cli import main
+    from evrt.toy import toy_graph
+    model = tmp_path / "toy.evrt"
+    toy_graph(seed=3, T=4).save(str(model))
+    code = main(["classify", "--model", str(model), "--connect", tcp(free_port()), "--publish", tcp(free_port()),
+                 *opt])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

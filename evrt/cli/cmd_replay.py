@@ -88,6 +88,7 @@ def run(args) -> int:
     from ..events import EVENT_DTYPE, validate
     from ..formats import read_recording
     from ..graph import Graph
+    from ..framing import time_chunks
     from ..streaming import StreamClassifier, softmax, stream_framer_for
     from ..zoo import DEFAULT_MODEL, resolve_model
 
@@ -156,10 +157,9 @@ def run(args) -> int:
             out.sample(s)
 
     start = time.perf_counter()
-    edges = np.arange(t0_us + CHUNK_US, t_end + CHUNK_US, CHUNK_US, dtype=np.int64)
-    cuts = np.concatenate(([0], np.searchsorted(ev["t"], edges.astype(np.uint64), side="left")))
-    for j, edge in enumerate(edges):
-        chunk = ev[cuts[j]:cuts[j + 1]]
+    # non-empty 10 ms chunks only: bounded by the events, whatever gaps the clock has
+    for lo, hi, edge in time_chunks(ev["t"], CHUNK_US, t0_us):
+        chunk = ev[lo:hi]
         if speed is not None:  # deliver a packet only once its last instant has "happened"
             wait = start + (min(int(edge), t_end) - t0_us) / 1e6 / speed - time.perf_counter()
             if wait > 0:
