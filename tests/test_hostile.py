@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 
 from evrt.cli import main
 from evrt.errors import EvrtError
-from evrt.events import EVENT_DTYPE, TONIC_DTYPE, make_events
+from evrt.events import make_events
 from evrt.formats.npz import write_npz
 from evrt.toy import toy_graph
 

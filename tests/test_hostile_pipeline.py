@@ -4,7 +4,6 @@ Workers run in threads on 127.0.0.1 sockets (port 0 style: free_port), every wai
 from __future__ import annotations
 
 import io
-import threading
 import time
 
 import numpy as np
@@ -54,7 +53,7 @@ def same(got: list, expect: list) -> bool:
 
 # ------------------------------------------------------------------------------- decoder and bounds
 def test_tonic_message_with_negative_t_or_x_is_dropped_and_counted():
-    bad = np.zeros(2, TONIC_DTYPE := np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "?"), ("t", "<i8")]))
+    bad = np.zeros(2, P.DTYPES[P.DTYPE_TONIC])  # x, y, p, t signed: a peer can send t < 0
     bad["t"] = [5, -1]
     frames = P.encode(P.EVENTS, 1, 0, bad)
     with pytest.raises(P.ProtocolError) as e:
@@ -266,8 +265,8 @@ def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-m", "evrt", "classify", "--model", str(model), "--connect", f"{big_addr},{ev_addr}",
-                             "--publish", pred_addr, "--pattern", "pull", "--count", "500", "--max-streams", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "evrt", "classify", "--model", str(model),
+                             "--connect", f"{big_addr},{ev_addr}", "--publish", pred_addr, "--pattern", "pull", "--count", "500", "--max-streams", "1",
                              "--idle-exit", "60", "--json", "--metrics-every", "0"], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     ctx = zmq.Context()

@@ -16,7 +16,7 @@ def test_soak_one_cycle_of_every_fault_loses_nothing_unexplained():
     assert out.returncode == 0, (r, out.stderr[-2000:])
     faults = {row["fault"] for row in r["per_stream"]}
     assert faults == {"none", "malformed", "pause_consumer", "clock_jump", "kill_classifier", "kill_source"}
-    assert r["lost_unexplained"] == 0
+    assert r["lost_unexplained"] == 0 and r["surplus_unexplained"] == 0
     assert r["kills"] == {"classifier": 1, "source": 1}
     assert r["malformed_sent"] > 0 and r["malformed_dropped_and_counted"] == r["malformed_sent"]
     assert r["resyncs"] >= 1

@@ -11,7 +11,8 @@ def register(sub) -> None:
                        description="Receive events (from `evrt source`), run the model one window at a time and "
                                    "publish predictions ([b'pred', JSON]) for `evrt watch` or any subscriber.")
     p.add_argument("--model", required=True, metavar="M.evrt")
-    p.add_argument("--connect", default=EVENTS_ADDR, metavar="ADDR", help=f"event source(s), comma-separated for several (default {EVENTS_ADDR})")
+    p.add_argument("--connect", default=EVENTS_ADDR, metavar="ADDR",
+                   help=f"event source(s), comma-separated for several (default {EVENTS_ADDR})")
     p.add_argument("--publish", default=PRED_ADDR, metavar="ADDR", help=f"bind predictions here (default {PRED_ADDR})")
     p.add_argument("--pattern", choices=("sub", "pull"), default="sub",
                    help="sub: live (pairs with source --pattern pub), predictions on PUB; pull: replay/eval "

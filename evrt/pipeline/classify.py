@@ -321,7 +321,7 @@ class ClassifyWorker:
             summary["other_shard_messages"] = self.other_shard
         dropped = self._dropped_done + sum(int(getattr(st.clf.session, "dropped_events", 0) or 0)
                                            for st in self.streams.values())
-        if hasattr(self._template.session, "dropped_events"):  # events outside the model's sensor, ignored by the Session
+        if hasattr(self._template.session, "dropped_events"):  # events outside the model's sensor, ignored
             summary["events_outside_sensor"] = dropped
         return summary
 
