@@ -15,7 +15,7 @@ from .errors import EventError
 from .events import EVENT_DTYPE, as_events
 
 __all__ = ["FrameSpec", "frame_bounds", "event_bins", "clip_frames", "resize_frames", "antialias_taps",
-           "StreamFramer", "Window"]
+           "StreamFramer", "Window", "time_chunks"]
 
 RESIZES = (None, "avg2", "antialias")
 
@@ -171,11 +171,27 @@ def clip_frames(ev, spec: FrameSpec, dtype=np.float64) -> np.ndarray:
     return frames.astype(dtype, copy=False)
 
 
+def time_chunks(t: np.ndarray, chunk_us: int, t0: int | None = None):
+    """``(lo, hi, end_us)`` of every non-empty chunk ``[t0 + k·chunk_us, t0 + (k+1)·chunk_us)`` of sorted
+    timestamps ``t`` (uint64): the packets of a paced replay. Computed from the events, so the number of
+    chunks is bounded by the events, never by the timestamps (a 2^62 µs gap is one boundary)."""
+    if not len(t):
+        return []
+    t0 = int(t[0]) if t0 is None else int(t0)
+    k = (t - np.uint64(t0)) // np.uint64(chunk_us)
+    b = np.concatenate([[0], np.flatnonzero(k[1:] != k[:-1]) + 1, [len(t)]])
+    return [(int(lo), int(hi), t0 + (int(k[lo]) + 1) * int(chunk_us)) for lo, hi in zip(b[:-1], b[1:])]
+
+
 class Window(NamedTuple):
     """One closed stream window: its events and its time span ``[start_us, end_us)``."""
     events: np.ndarray
     start_us: int
     end_us: int
+
+
+MAX_EMPTY_STEPS = 1000       # empty time windows emitted for one silence before the framer resyncs
+MAX_EVENTS_PER_STEP = 1 << 18  # events one step may hold (3.4 MB); the rest of an overfull window is dropped
 
 
 class StreamFramer:
@@ -186,23 +202,41 @@ class StreamFramer:
     timestamp unless given); a window closes when an event at or after its end arrives, and windows
     with no events are still emitted (a step with empty input). Events must arrive in time order.
 
+    Bounded by construction, whatever the timestamps: a silence (or a clock jump) yields at most
+    ``max_empty`` empty windows, then the grid *resyncs* to the window of the next event (the skipped
+    windows are counted in ``skipped_windows``, each jump in ``resyncs``, the latest in ``last_resync``);
+    a window holds at most ``max_events`` events, the excess is dropped and counted in
+    ``dropped_events``. Work and memory per ``push`` are thus bounded by the packet, never by its
+    timestamps.
+
     ``push(ev)`` returns the closed windows' event slices; ``push_windows(ev)`` the same as ``Window``
     tuples with their spans. ``flush()`` / ``flush_windows()`` return the open window (a list of zero
     or one) and start the next one where it ends.
     """
 
-    def __init__(self, count: int | None = None, window_us: int | None = None, start_us: int | None = None):
+    def __init__(self, count: int | None = None, window_us: int | None = None, start_us: int | None = None,
+                 max_empty: int = MAX_EMPTY_STEPS, max_events: int = MAX_EVENTS_PER_STEP):
         if (count is None) == (window_us is None):
             raise ValueError("StreamFramer needs exactly one of count=N or window_us=D")
-        if count is not None and int(count) < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
+        if count is not None and not 1 <= int(count) <= int(max_events):
+            raise ValueError(f"count must be in 1..{int(max_events)} (events per step), got {count}")
         if window_us is not None and int(window_us) < 1:
             raise ValueError(f"window_us must be >= 1, got {window_us}")
+        if int(max_empty) < 0 or int(max_events) < 1:
+            raise ValueError("max_empty must be >= 0 and max_events >= 1")
         self.count = None if count is None else int(count)
         self.window_us = None if window_us is None else int(window_us)
         self.start_us = None if start_us is None else int(start_us)  # start of the open window
+        self.max_empty, self.max_events = int(max_empty), int(max_events)
+        self.resyncs = self.skipped_windows = self.dropped_events = 0
+        self.last_resync: dict | None = None
         self._pending = np.zeros(0, EVENT_DTYPE)
         self._last_t = None
+
+    def renew(self) -> "StreamFramer":
+        """A fresh framer with the same settings (a new stream)."""
+        return StreamFramer(count=self.count, window_us=self.window_us, max_empty=self.max_empty,
+                            max_events=self.max_events)
 
     def _check_order(self, ev):
         t = ev["t"]
@@ -216,6 +250,12 @@ class StreamFramer:
         if len(t) and self.window_us is not None and self.start_us is not None and int(t[0]) < self.start_us:
             raise EventError(f"event 0 of this packet: t={int(t[0])} is before the open window's start "
                              f"{self.start_us}")
+
+    def _cap(self, ev):
+        if len(ev) > self.max_events:
+            self.dropped_events += len(ev) - self.max_events
+            return ev[:self.max_events]
+        return ev
 
     def push_windows(self, ev) -> list:
         ev = as_events(ev)
@@ -235,19 +275,42 @@ class StreamFramer:
             return out
         if self.start_us is None:
             self.start_us = int(buf["t"][0])
-        d = self.window_us
-        closed = (self._last_t - self.start_us) // d  # windows whose end <= the newest timestamp
+        d, start = self.window_us, self.start_us
+        # window index of every buffered event, relative to the open window (t >= start is checked);
+        # computed on the events, so the work is bounded by the packet whatever the timestamps say
+        if start >= 0:
+            k = (buf["t"] - np.uint64(start)) // np.uint64(d)
+        else:  # an explicit negative start: exact in Python integers (rare; the packet is small)
+            k = np.array([(int(t) - start) // d for t in buf["t"]], dtype=np.uint64)
+        closed = int(k[-1])  # windows before the newest event's window are complete
         if closed <= 0:
-            self._pending = buf
+            self._pending = self._cap(buf)
             return out
-        edges = self.start_us + d * np.arange(closed + 1, dtype=np.int64)
-        # edges below 0 (an explicit negative start) hold no events: clip before the unsigned search
-        cuts = np.searchsorted(buf["t"], np.maximum(edges[1:], 0).astype(np.uint64), side="left")
-        cuts = np.concatenate(([0], cuts))
-        out = [Window(buf[cuts[i]:cuts[i + 1]], int(edges[i]), int(edges[i + 1])) for i in range(closed)]
-        self._pending = buf[cuts[-1]:]
-        self.start_us = int(edges[-1])
+        occupied, first = np.unique(k, return_index=True)  # ascending; the last one is `closed`
+        bounds = np.concatenate((first, [len(buf)]))
+        prev = -1  # the last window emitted, relative to start
+        for j, i0, i1 in zip(occupied.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+            self._empties(out, start, prev, j)
+            if j == closed:
+                self._pending = self._cap(buf[i0:i1])
+                break
+            out.append(Window(self._cap(buf[i0:i1]), start + j * d, start + (j + 1) * d))
+            prev = j
+        self.start_us = start + closed * d
         return out
+
+    def _empties(self, out: list, start: int, prev: int, j: int) -> None:
+        """Append the empty windows between windows ``prev`` and ``j`` (relative to ``start``), at most
+        ``max_empty`` of them; past that the grid moves on to window ``j`` and the jump is reported."""
+        d = self.window_us
+        gap = j - prev - 1
+        n = min(gap, self.max_empty)
+        out.extend(Window(_EMPTY, start + (prev + 1 + i) * d, start + (prev + 2 + i) * d) for i in range(n))
+        if gap > n:
+            self.resyncs += 1
+            self.skipped_windows += gap - n
+            self.last_resync = {"from_us": start + (prev + 1 + n) * d, "to_us": start + j * d,
+                                "empty_steps": n, "skipped_windows": gap - n}
 
     def push(self, ev) -> list:
         return [w.events for w in self.push_windows(ev)]
@@ -264,3 +327,6 @@ class StreamFramer:
 
     def flush(self) -> list:
         return [w.events for w in self.flush_windows()]
+
+
+_EMPTY = np.zeros(0, EVENT_DTYPE)

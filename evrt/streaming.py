@@ -73,7 +73,11 @@ def stream_framer_for(meta: dict, count: int | None = None, window_us: int | Non
             window_us = None
         if not count and not window_us:
             count = 2000
-    return StreamFramer(count=count, window_us=window_us)
+    try:
+        return StreamFramer(count=count, window_us=window_us)
+    except ValueError as exc:  # --count 0, --count 10**9, --window-us -1: the user's to fix
+        from .errors import EvrtError
+        raise EvrtError(f"stream framing: {exc}") from None
 
 
 class StreamClassifier:
@@ -91,6 +95,8 @@ class StreamClassifier:
         self.clock = clock
         self.steps = 0
         self.events_in = 0
+        self.resyncs = 0          # time jumps past the framer's empty-step bound, since construction
+        self.on_resync = None     # optional callback(dict) told about each jump (the pipeline logs it)
 
     @classmethod
     def from_model(cls, model, precision: str = "float32", mode: str = "continuous", reset_every=None,
@@ -139,15 +145,22 @@ class StreamClassifier:
     def push(self, events) -> list:
         """Feed a packet of time-ordered events; returns the predictions of the windows it closed."""
         self.events_in += len(events)
-        return [self._step(w) for w in self.framer.push_windows(events)]
+        before = self.framer.resyncs
+        windows = self.framer.push_windows(events)
+        if self.framer.resyncs != before:
+            self.resyncs += self.framer.resyncs - before
+            if self.on_resync is not None:
+                self.on_resync(dict(self.framer.last_resync))
+        return [self._step(w) for w in windows]
 
     def end_of_stream(self) -> list:
         """Step the open window (if it holds events) and return its prediction."""
         return [self._step(w) for w in self.framer.flush_windows()]
 
     def reset(self) -> None:
-        """Fresh neuron state, an empty framer and step numbering from 0 (a new stream)."""
+        """Fresh neuron state, an empty framer, step numbering and event count from 0 (a new stream:
+        nothing of the abandoned one is reported as this one's)."""
         self.session.reset()
-        f = self.framer
-        self.framer = StreamFramer(count=f.count, window_us=f.window_us)
+        self.framer = self.framer.renew()
         self.steps = 0
+        self.events_in = 0

@@ -35,6 +35,10 @@ def resolve_model(name_or_path: str) -> str:
     if p.suffix == ".evrt" or p.exists():
         if not p.exists():
             raise EvrtError(f"model file {p} does not exist")
+        if p.is_dir():
+            raise EvrtError(f"model {p} is a directory, not an .evrt file")
+        if p.stat().st_size == 0:
+            raise EvrtError(f"model file {p} is empty (0 bytes); re-run `evrt convert`")
         return str(p)
     for card in list_models():
         if card["name"] == name_or_path:

@@ -99,8 +99,17 @@ def test_fuzz_valid_magic_random_header(rest, body):
 
 
 def test_json_messages():
-    topic, obj = P.decode_json(P.encode_json(P.TOPIC_PRED, {"a": 1.5}))
-    assert topic == P.TOPIC_PRED and obj == {"a": 1.5}
-    for bad in ([b"pred"], [b"nope", b"{}"], [b"pred", b"{"], [b"pred", b"\xff"]):
+    from evrt.streaming import Prediction
+    pred = Prediction(3, 0, 10, 5, 1, "b", 0.5, [0.1, 0.9], 1.0, 7, 0).to_dict()
+    topic, obj = P.decode_json(P.encode_json(P.TOPIC_PRED, pred))
+    assert topic == P.TOPIC_PRED and obj == pred
+    assert P.decode_json(P.encode_json(P.TOPIC_EOS, {"a": 1.5})) == (P.TOPIC_EOS, {"a": 1.5})
+    # issue 14: `evrt watch` crashed on [b'pred', b'{}'] and on a JSON list; every such message is a
+    # ProtocolError now (the receivers drop and count those)
+    wrong = [dict(pred, logits="x"), dict(pred, step=True), dict(pred, class_name=3), {k: v for k, v in pred.items()
+             if k != "confidence"}]
+    bad_messages = [[b"pred"], [b"nope", b"{}"], [b"pred", b"{"], [b"pred", b"\xff"], [b"pred", b"{}"],
+                    [b"pred", b"[1]"], [b"eos", b"[1]"], [b"pred", b"[" * 100_000]]
+    for bad in bad_messages + [P.encode_json(P.TOPIC_PRED, w) for w in wrong]:
         with pytest.raises(P.ProtocolError):
             P.decode_json(bad)

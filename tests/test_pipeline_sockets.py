@@ -233,9 +233,12 @@ def test_d_source_restart_and_reset_message_reset_the_session(ctx, graph):
     preds, eos = collect_predictions(c.sink, TIMEOUT)
     c.close()
     tx.close(linger=0)
-    n1 = len(in_process(graph, packets[:7], count=700)) - 1  # the abandoned stream's open window is dropped
+    n1 = len(in_process(graph, packets[:7], count=700)) - 1  # the first stream's open window stays open
     n2 = len(make_clf(graph, count=700).push(np.concatenate(packets[7:12])))
-    assert c.worker.metrics.resets == 2
+    # the restarted source is a new stream with its own session; only the RESET message resets one
+    assert c.worker.metrics.resets == 1 and c.worker.sessions_opened == 2
+    assert {p["stream_id"] for p in preds[:n1]} == {first.stream_id}
+    assert {p["stream_id"] for p in preds[n1:]} == {second.stream_id}
     assert_same(preds[:n1], in_process(graph, packets[:7], count=700)[:n1])
     assert_same(preds[n1:n1 + n2], make_clf(graph, count=700).push(np.concatenate(packets[7:12])))
     assert_same(preds[n1 + n2:], in_process(graph, packets[12:], count=700))

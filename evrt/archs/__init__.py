@@ -58,7 +58,11 @@ def arch_module(arch: str):
 def timesteps_from_args(args: dict | None) -> int | None:
     for key in T_KEYS:
         if args and args.get(key) not in (None, ""):
-            return int(args[key])
+            v = args[key]
+            if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, str) and v.strip().isdigit()):
+                raise CheckpointError(f"the checkpoint's args {key}={v!r:.40} is not a whole number of timesteps; "
+                                      "pass --timesteps T")
+            return int(v)
     return None
 
 
@@ -78,30 +82,45 @@ def convert(ckpt, arch: str, *, timesteps: int | None = None, classes: list[str]
     t0 = time.perf_counter()
     args = dict(ckpt.args or {})
     args.update({k: v for k, v in flags.items() if v is not None})
-    T = timesteps_from_args(args)
-    if timesteps is not None:
-        T = int(timesteps)
+    T = int(timesteps) if timesteps is not None else timesteps_from_args(args)  # -T wins: args unread
     if not T or T < 1:
         raise CheckpointError(f"{ckpt.path}: the checkpoint saves no timestep count in its args; pass --timesteps T")
     hp = mod.infer_hparams(ckpt.state, args)
     builder, meta, unused = mod.build_graph(ckpt.state, hp, T=T, sensor=sensor, **_extra(mod, args))
-    k = hp["num_classes"]
-    if classes is None:
-        classes, note = default_class_names(k)
-    else:
-        note = "given by the user"
-        if len(classes) != k:
-            raise CheckpointError(f"{len(classes)} class names given, the model has {k} outputs")
+    from ..checkpoint.classes import resolve_classes
+    classes, note = resolve_classes(ckpt, hp["num_classes"], classes)  # the checkpoint's own order wins
     meta.update({
         "classes": list(classes), "class_order": note,
         "readout": "mean_logits",
         "stream": meta.get("stream") or {"count": None, "window_us": 50_000},
         "source": {"path": str(ckpt.path), "container": ckpt.container, "arch": arch,
-                   "args_T": timesteps_from_args(ckpt.args or {})},
+                   "args_T": T if timesteps is None else _args_T_or_none(ckpt.args)},
         "unused_keys": unused,
         "convert_seconds": round(time.perf_counter() - t0, 3),
     })
-    return builder.graph(meta)
+    graph = builder.graph(meta)
+    _check_finite(graph, ckpt.path)
+    return graph
+
+
+def _args_T_or_none(args):
+    try:
+        return timesteps_from_args(args or {})
+    except CheckpointError:
+        return None
+
+
+def _check_finite(graph, path) -> None:
+    """NaN / inf in a folded parameter (a diverged or corrupt checkpoint) would give NaN logits and an
+    argmax of 0 for every input: refuse it, naming the tensor."""
+    import numpy as np
+    for op in graph.ops:
+        for name, a in op.params.items():
+            a = np.asarray(a)
+            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+                n = int(a.size - np.isfinite(a).sum())
+                raise CheckpointError(f"{path}: {n} non-finite values (NaN/inf) in {op.name}.{name} after folding; "
+                                      "the checkpoint's weights (or BatchNorm statistics) are not finite")
 
 
 def _extra(mod, args: dict) -> dict:

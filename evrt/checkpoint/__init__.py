@@ -30,7 +30,8 @@ _SCALARS = (bool, int, float, str, type(None))
 
 @dataclass
 class Checkpoint:
-    state: dict[str, np.ndarray]        # tensors by state-dict key, 'module.' stripped, contiguous copies
+    state: dict[str, np.ndarray]        # tensors by state-dict key, 'module.' stripped; read-only (.pth: views
+                                        # sharing the file's storages)
     args: dict | None                   # the saved argparse.Namespace / 'args' dict, as a plain dict
     extra: dict                         # small plain top-level values (epoch, arch, metric, metadata)
     container: str                      # "pth-zip:model", "safetensors", "npz", ...

@@ -20,7 +20,7 @@ def looks_like_npz(path) -> bool:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
         return bool(names) and all(n.endswith(".npy") for n in names)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
         return False
 
 
@@ -49,9 +49,12 @@ def load(path) -> Checkpoint:
                 state[k] = np.ascontiguousarray(a)
     except CheckpointError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        # ValueError covers object arrays refused by allow_pickle=False
-        raise CheckpointError(f"{path}: cannot read npz checkpoint ({e})") from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: an array header claims more memory than is available") from None
+    except Exception as e:
+        # ValueError covers object arrays refused by allow_pickle=False; numpy's header parser and zipfile
+        # raise SyntaxError, TokenError, NotImplementedError, ... on damaged bytes
+        raise CheckpointError(f"{path}: cannot read npz checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     if not state:
         raise CheckpointError(f"{path}: npz file holds no arrays")
     return Checkpoint(state=strip_module_prefix(state, path), args=args, extra=extra, container="npz", path=path)

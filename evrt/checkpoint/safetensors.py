@@ -22,6 +22,9 @@ _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8"
 _MAX_HEADER = 100 << 20
 
 
+_MAX_DIMS = 32  # NumPy's own limit is 64; no state-dict tensor has more than a handful
+
+
 def looks_like_safetensors(head: bytes) -> bool:
     return len(head) >= 9 and int.from_bytes(head[:8], "little") < _MAX_HEADER and head[8:9] == b"{"
 
@@ -53,7 +56,9 @@ def load(path) -> Checkpoint:
             except CheckpointError as e:
                 raise CheckpointError(f"{path}: {e}") from None
             except (UnicodeDecodeError, ValueError) as e:
-                raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
+                raise CheckpointError(f"{path}: safetensors header is not valid JSON ({str(e)[:120]})") from None
+            except RecursionError:
+                raise CheckpointError(f"{path}: safetensors header nests too deeply") from None
             if not isinstance(header, dict):
                 raise CheckpointError(f"{path}: safetensors header is not a JSON object")
             meta = header.pop("__metadata__", None) or {}
@@ -78,7 +83,7 @@ def load(path) -> Checkpoint:
         try:
             a = json.loads(meta["args"])
             args = a if isinstance(a, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return Checkpoint(state=strip_module_prefix(state, path), args=args, extra=dict(meta),
                       container="safetensors", path=path)
@@ -91,7 +96,7 @@ def _entry(path, name, v, data_size):
     if dt not in _DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dt!r}")
     shape, offs = v["shape"], v["data_offsets"]
-    if not (isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)):
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS and all(type(s) is int and s >= 0 for s in shape)):
         raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r:.80}")
     if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)):
         raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offs!r:.80}")

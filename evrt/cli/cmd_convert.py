@@ -19,18 +19,29 @@ def register(sub):
     p.add_argument("--heads", type=int, help="attention heads, when the checkpoint's args do not say")
     p.add_argument("--input-size", type=int, help="SpikingResformer: model input size after the resize (default 64)")
     p.add_argument("--neuron", choices=["dif", "if"], help="CSDformer: delayed IF (exact, default) or plain IF")
+    p.add_argument("--force", action="store_true", help="replace an existing output file (never the checkpoint)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
 
 def read_class_file(path: str) -> list[str]:
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvrtError(f"--classes {path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     if text.lstrip().startswith("["):
-        names = json.loads(text)
+        try:
+            names = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise EvrtError(f"--classes {path}: not a valid JSON list ({str(e)[:80]})") from None
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not all(isinstance(n, str) for n in names):
-        raise EvrtError(f"{path}: class names must be strings")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise EvrtError(f"--classes {path}: class names must be a list of strings")
+    if not names:
+        raise EvrtError(f"--classes {path}: no class names in the file")
+    if len(set(names)) != len(names):
+        raise EvrtError(f"--classes {path}: class names repeat")
     return names
 
 
@@ -39,19 +50,47 @@ def parse_sensor(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise EvrtError(f"--sensor must look like 128x128, got {text!r}") from None
+    if not (1 <= w <= 65536 and 1 <= h <= 65536):
+        raise EvrtError(f"--sensor {text}: width and height must be 1..65536 pixels")
     return w, h
+
+
+def check_output(out: str, inputs=(), force: bool = False) -> None:
+    """Refuse an output path that would destroy data or cannot be written, before any work is done:
+    one of the inputs, a directory, a missing directory, or an existing file without ``force``."""
+    import os
+    p = Path(out)
+    for src in inputs:
+        try:
+            if p.exists() and os.path.samefile(p, src):
+                raise EvrtError(f"-o {out} is the input file {src}; refusing to overwrite it (choose another -o)")
+        except OSError:
+            pass
+    if p.is_dir():
+        raise EvrtError(f"-o {out} is a directory; give a file name (e.g. {p / 'model.evrt'})")
+    if not p.parent.is_dir():
+        raise EvrtError(f"-o {out}: directory {p.parent} does not exist")
+    if p.exists() and not force:
+        raise EvrtError(f"-o {out} already exists; pass --force to replace it")
 
 
 def run(args) -> int:
     from ..archs import convert
     from ..checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint)
+    check_output(args.output, [args.checkpoint], args.force)
+    sensor = parse_sensor(args.sensor)
     classes = read_class_file(args.classes) if args.classes else None
+    if args.timesteps is not None and args.timesteps < 1:
+        raise EvrtError(f"--timesteps must be at least 1, got {args.timesteps}")
+    ckpt = load_checkpoint(args.checkpoint)
     graph = convert(ckpt, args.arch, timesteps=args.timesteps, classes=classes,
-                    sensor=parse_sensor(args.sensor), num_heads=args.heads, input_size=args.input_size,
+                    sensor=sensor, num_heads=args.heads, input_size=args.input_size,
                     neuron=args.neuron)
-    graph.save(args.output)
+    try:
+        graph.save(args.output)
+    except OSError as e:
+        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
     meta = graph.meta
     summary = {"output": args.output, "arch": args.arch, "T": meta["T"], "params": graph.num_params,
                "ops": len(graph.ops), "classes": meta["classes"], "unused_keys": meta["unused_keys"],

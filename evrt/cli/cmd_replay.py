@@ -99,6 +99,8 @@ def run(args) -> int:
     if args.count is not None and args.count < 1 or args.window_us is not None and args.window_us < 1:
         raise EvrtError("--count and --window-us must be at least 1")
     rec = read_recording(args.path)
+    for note in rec.notes:  # e.g. labelled spans outside the recording, skipped rather than scored
+        print(f"evrt replay: warning: {rec.path}: {note}", file=sys.stderr)
     model = resolve_model(args.model or DEFAULT_MODEL)
     graph = Graph.load(model)
     # the stream and the per-sample clips get separate sessions: run_clip resets state, which would

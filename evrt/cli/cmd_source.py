@@ -32,7 +32,7 @@ def run(args) -> int:
     from ..errors import EvrtError
     from .options import curve_from, mapping_from, parse_size
     from ..pipeline.metrics import Log, Metrics, stop_on_signals
-    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_socket
+    from ..pipeline.sockets import LINGER_MS, drain_and_term, open_watched
     from ..pipeline.source import Publisher, list_cameras, open_source, publish
 
     if args.list_cameras:
@@ -49,12 +49,12 @@ def run(args) -> int:
     restore = stop_on_signals(stop, log)
     ctx = zmq.Context()
     curve = curve_from(args)
-    sock = None
+    sock = pub = None
     try:
-        sock = open_socket(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, bind=True, hwm=args.hwm,
-                           curve=curve, log=log)
+        sock, watch = open_watched(ctx, zmq.PUB if pattern == "pub" else zmq.PUSH, args.bind, True, "consumer", log,
+                                   hwm=args.hwm, curve=curve)
         log.info(f"bound {args.bind} ({pattern.upper()})")
-        pub = Publisher(sock, stop=stop)
+        pub = Publisher(sock, stop=stop, watch=watch, log=log)
         metrics = Metrics(args.metrics_every)
         publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos)
         summary = {"messages": pub.sent_messages, "events": pub.sent_events, "stream_id": pub.stream_id,
@@ -64,6 +64,9 @@ def run(args) -> int:
         else:
             log.info("done: " + json.dumps(summary))
     finally:
+        if pub is not None and pub.watch is not None:
+            pub.watch.poll()
+            pub.watch.close()  # its monitor socket would keep the context from terminating
         if curve:
             curve.stop()
         # PUSH (replay): deliver everything still queued, however slow the consumer; PUB: a second at most

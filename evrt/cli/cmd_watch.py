@@ -5,6 +5,8 @@ import sys
 import threading
 import time
 
+WAIT_REPORT_S = 30.0
+
 
 def register(sub) -> None:
     from .options import PRED_ADDR
@@ -38,12 +40,16 @@ def run(args) -> int:
                        curve=curve)
     show = prediction_printer(args.json)
     n = bad = 0
-    last = time.monotonic()
+    last = said = time.monotonic()
     try:
         while not stop.is_set():
             if not sock.poll(100):
                 if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:
                     break
+                if args.idle_exit is None and time.monotonic() - max(last, said) > WAIT_REPORT_S:
+                    said = time.monotonic()  # never wait in silence: say what for, and how to stop
+                    log.info(f"no predictions for {said - last:.0f} s from {args.connect}; waiting "
+                             "(--idle-exit S stops after S idle seconds)")
                 continue
             last = time.monotonic()
             try:

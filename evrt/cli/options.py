@@ -11,7 +11,7 @@ PRED_ADDR = "tcp://127.0.0.1:5556"
 
 def add_common(p, metrics: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="log one JSON object per line (stderr)")
-    p.add_argument("--hwm", type=int, default=DEFAULT_HWM,
+    p.add_argument("--hwm", type=_positive_int, default=DEFAULT_HWM,
                    help=f"high-water mark: messages queued per socket before PUB drops / PUSH blocks "
                         f"(default {DEFAULT_HWM})")
     p.add_argument("--curve-keys", metavar="DIR",
@@ -19,6 +19,17 @@ def add_common(p, metrics: bool = True) -> None:
     if metrics:
         p.add_argument("--metrics-every", type=float, default=10.0, metavar="S",
                        help="print a metrics line every S seconds (0: never; default 10)")
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return v
 
 
 def add_mapping(p) -> None:

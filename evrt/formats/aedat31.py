@@ -221,8 +221,8 @@ def read_labels_csv(path) -> np.ndarray:
             raise _err(path, f"line {lineno}: expected three integers 'class,start,end', found {s!r}") from None
         if not 1 <= c <= N_CLASSES:
             raise _err(path, f"line {lineno}: class {c} outside 1..{N_CLASSES}")
-        if a < 0 or b <= a:
-            raise _err(path, f"line {lineno}: bad interval start={a} end={b} (need 0 <= start < end)")
+        if a < 0 or b <= a or b >= 1 << 64:
+            raise _err(path, f"line {lineno}: bad interval start={a} end={b} (need 0 <= start < end < 2^64 µs)")
         rows.append((c, a, b))
     return np.array(rows, LABEL_DTYPE)
 

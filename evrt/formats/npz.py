@@ -33,8 +33,10 @@ def read_npz(path) -> Recording:
             data = {k: z[k] for k in z.files}
     except FormatError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise _err(path, f"cannot read as .npz ({e})") from None
+    except MemoryError:
+        raise _err(path, "an array header claims more memory than is available") from None
+    except Exception as e:  # numpy's header parser can raise SyntaxError, TokenError, ... on damaged bytes
+        raise _err(path, f"cannot read as .npz ({type(e).__name__}: {str(e)[:120]})") from None
     if "frames" in data and "t" not in data:
         raise _err(path, "holds 'frames' (already framed data), not events; evrt needs t, x, y, p")
     missing = [k for k in ("t", "x", "y") if k not in data]
@@ -74,8 +76,10 @@ def read_npy(path, sensor_size=None) -> Recording:
     path = os.fspath(path)
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise _err(path, f"cannot read as .npy ({e})") from None
+    except MemoryError:
+        raise _err(path, "the array header claims more memory than is available") from None
+    except Exception as e:  # numpy's header parser can raise SyntaxError, TokenError, ... on damaged bytes
+        raise _err(path, f"cannot read as .npy ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(a, np.ndarray) or a.dtype.names is None:
         hint = (" (tonic's DVSGesture (N, 4) float files are in ms: read them with "
                 "evrt.datasets.dvsgesture.read_tonic_npy)" if getattr(a, "ndim", 0) == 2 else "")

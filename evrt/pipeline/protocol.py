@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import EvrtError
+from ..errors import EventError, EvrtError
 from ..events import EVENT_DTYPE, TONIC_DTYPE, as_events
 
 __all__ = ["MAGIC", "VERSION", "HEADER", "EVENTS", "END_OF_STREAM", "RESET", "PREDICTION", "KIND_NAMES",
            "DTYPE_EVRT", "DTYPE_TONIC", "DTYPES", "Message", "encode", "decode", "ProtocolError",
-           "REASONS", "TOPIC_PRED", "TOPIC_EOS", "encode_json", "decode_json"]
+           "REASONS", "BadEventsError", "TOPIC_PRED", "TOPIC_EOS", "encode_json", "decode_json"]
 
 MAGIC = b"EVRT"
 VERSION = 1
@@ -82,8 +82,13 @@ class JsonMessageError(ProtocolError):
     reason = "json"
 
 
+class BadEventsError(ProtocolError):
+    """A well-formed message whose events do not fit the event type (a tonic payload with t < 0 ...)."""
+    reason = "bad_events"
+
+
 REASONS = tuple(c.reason for c in (FrameCountError, HeaderSizeError, MagicError, VersionError, KindError,
-                                   DtypeError, PayloadSizeError, JsonMessageError))
+                                   DtypeError, PayloadSizeError, JsonMessageError, BadEventsError))
 
 
 @dataclass
@@ -150,7 +155,10 @@ def decode(frames) -> Message:
             raise PayloadSizeError(f"payload is {nbytes} bytes, header says {count} x {dtype.itemsize}")
         ev = np.frombuffer(body, dtype=dtype, count=count) if count else np.zeros(0, dtype)
         if code != DTYPE_EVRT:
-            ev = as_events(ev)  # convert at the edge; the hot path only sees EVENT_DTYPE
+            try:
+                ev = as_events(ev)  # convert at the edge; the hot path only sees EVENT_DTYPE
+            except EventError as exc:  # negative t / x in a tonic payload: the peer's fault, not ours
+                raise BadEventsError(str(exc)) from None
         return Message(kind, sid, seq, start, end, ev, (w, h), flags)
     # control messages carry no events
     if code != DTYPE_NONE and code not in DTYPES:
@@ -171,7 +179,35 @@ def decode_json(frames) -> tuple:
     topic, body = (bytes(_frame_bytes(f)) for f in frames)
     if topic not in (TOPIC_PRED, TOPIC_EOS):
         raise JsonMessageError(f"unknown topic {topic[:16]!r}")
+    if len(body) > MAX_JSON_BYTES:
+        raise JsonMessageError(f"{len(body)} bytes of JSON (limit {MAX_JSON_BYTES})")
     try:
-        return topic, json.loads(body.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JsonMessageError(str(exc)) from None
+        obj = json.loads(body.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise JsonMessageError(str(exc)[:120]) from None
+    if not isinstance(obj, dict):
+        raise JsonMessageError(f"expected a JSON object, got {type(obj).__name__}")
+    if topic == TOPIC_PRED:
+        _check_prediction(obj)
+    return topic, obj
+
+
+MAX_JSON_BYTES = 1 << 20
+# what a prediction must carry, and the JSON types each field may have
+_PRED_FIELDS = {"step": (int,), "start_us": (int,), "end_us": (int,), "n_events": (int,), "class_index": (int,),
+                "class_name": (str,), "confidence": (int, float), "logits": (list,), "latency_ms": (int, float),
+                "acs": (int,), "macs": (int,)}
+_PRED_OPTIONAL = {"segment_step": (int,), "stream_id": (int,), "extra": (dict,)}
+
+
+def _check_prediction(obj: dict) -> None:
+    """A prediction object has every field a consumer reads, each of the right JSON type."""
+    missing = [k for k in _PRED_FIELDS if k not in obj]
+    if missing:
+        raise JsonMessageError(f"prediction lacks {', '.join(missing)}")
+    for table in (_PRED_FIELDS, _PRED_OPTIONAL):
+        for k, types in table.items():
+            if k in obj and (not isinstance(obj[k], types) or isinstance(obj[k], bool)):
+                raise JsonMessageError(f"prediction field {k!r} is a {type(obj[k]).__name__}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj["logits"]):
+        raise JsonMessageError("prediction logits must be numbers")

@@ -16,10 +16,15 @@ import zmq
 
 from ..errors import EvrtError
 
-__all__ = ["normalize_addr", "is_loopback", "Curve", "make_keys", "open_socket", "DEFAULT_HWM", "LINGER_MS"]
+__all__ = ["normalize_addr", "is_loopback", "Curve", "make_keys", "open_socket", "DEFAULT_HWM", "LINGER_MS",
+           "MAX_MSG_BYTES", "PeerWatch", "open_watched"]
 
 DEFAULT_HWM = 64      # messages; at ~10 ms packets this is under a second of camera data
 LINGER_MS = 1000      # how long close() may wait to deliver what is still queued
+# ZMQ_MAXMSGSIZE of every receiving socket: a peer sending more is disconnected by ZeroMQ before the
+# message is allocated. 4 MiB = 322 k events of 13 bytes, over 2x a 12 Mev/s sensor's 10 ms packet; with
+# the default HWM of 64 a peer's queue holds at most 256 MiB (docs/ROBUSTNESS.md has the whole budget).
+MAX_MSG_BYTES = 4 << 20
 
 
 def normalize_addr(addr: str, default_host: str = "127.0.0.1") -> str:
@@ -124,28 +129,51 @@ class Curve:
 
 
 def open_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool, hwm: int = DEFAULT_HWM,
-                curve: Curve | None = None, subscribe: bytes | None = b"", log=None) -> zmq.Socket:
-    """A socket with bounded queues (SNDHWM/RCVHWM), linger, optional CURVE, bound or connected."""
-    endpoint = normalize_addr(addr)
+                curve: Curve | None = None, subscribe: bytes | None = b"", log=None,
+                max_msg_bytes: int = MAX_MSG_BYTES, _before=None) -> zmq.Socket:
+    """A socket with bounded queues (SNDHWM/RCVHWM, so at most ``hwm`` x ``max_msg_bytes`` per peer
+    queue), a maximum message size, linger, optional CURVE, bound or connected."""
+    endpoint = normalize_addr(str(addr).split(",")[0] if not bind else addr)
+    if int(hwm) < 1:
+        raise EvrtError(f"--hwm must be at least 1 message, got {hwm}")
+    if int(max_msg_bytes) < 1024:
+        raise EvrtError(f"the maximum message size must be at least 1 KiB, got {max_msg_bytes} bytes")
     sock = ctx.socket(kind)
     sock.sndhwm = sock.rcvhwm = int(hwm)
+    sock.maxmsgsize = int(max_msg_bytes)  # bounds what a peer can make us allocate, per message
     sock.linger = LINGER_MS
     if kind == zmq.SUB and subscribe is not None:
         sock.setsockopt(zmq.SUBSCRIBE, subscribe)
     if curve is not None:
         (curve.server if bind else curve.client)(sock)
+    if _before is not None:
+        _before(sock)
     try:
         if bind:
             if not is_loopback(endpoint) and curve is None:
                 msg = f"binding {endpoint} without --curve-keys: anyone who can reach it can read and inject data"
                 (log.warn(msg) if log else print(f"evrt: warning: {msg}", file=sys.stderr))
             sock.bind(endpoint)
-        else:
-            sock.connect(endpoint)
+        else:  # a comma-separated list connects to several peers (one classifier, many sources)
+            for one in str(addr).split(","):
+                sock.connect(normalize_addr(one))
     except zmq.ZMQError as exc:
         sock.close(0)
         raise EvrtError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
     return sock
+
+
+def open_watched(ctx: zmq.Context, kind: int, addr: str, bind: bool, what: str = "peer", log=None, **kw):
+    """``(socket, PeerWatch)``: ``open_socket`` with the monitor attached *before* bind/connect, so no
+    connection is missed (a peer that connected before the watch would count as absent)."""
+    box = []
+    try:
+        sock = open_socket(ctx, kind, addr, bind, log=log, _before=lambda s: box.append(PeerWatch(s, log, what)), **kw)
+    except BaseException:
+        for w in box:  # a monitor socket left open would keep the context from terminating
+            w.mon.close(0)
+        raise
+    return sock, box[0]
 
 
 def drain_and_term(ctx: zmq.Context, socks, stop, log=None, linger_ms: int = -1) -> bool:
@@ -167,3 +195,54 @@ def drain_and_term(ctx: zmq.Context, socks, stop, log=None, linger_ms: int = -1)
             th.join(1.0)  # a last second, then give up: the process exits with the thread abandoned
             return not th.is_alive()
     return True
+
+
+class PeerWatch:
+    """Follows a socket's connections through a ZeroMQ monitor, without blocking: how many peers are
+    connected now, and every refused handshake (a wrong CURVE key, a non-ZMTP peer), which is logged —
+    a refused peer must never be silent. Call ``poll()`` from the thread that owns the socket."""
+
+    _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+               | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+    def __init__(self, sock: zmq.Socket, log=None, what: str = "peer"):
+        self.sock, self.log, self.what = sock, log, what
+        self.mon = sock.get_monitor_socket(self._EVENTS)
+        self._fds: set = set()
+        self.refused = self.disconnects = 0
+
+    @property
+    def peers(self) -> int:
+        self.poll()
+        return len(self._fds)
+
+    def poll(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+        while self.mon is not None and self.mon.poll(0):
+            try:
+                ev = recv_monitor_message(self.mon, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return
+            kind, value, where = ev["event"], ev["value"], ev["endpoint"]
+            if kind in (zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED):
+                self._fds.add(value)
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._fds.discard(value)
+                self.disconnects += 1
+            else:
+                self.refused += 1
+                why = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (key not in authorized_clients)",
+                       zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed (wrong CURVE keys or not a ZeroMQ peer)"
+                       }.get(kind, "handshake failed")
+                if self.log is not None:
+                    self.log.warn(f"refused a {self.what} on {where.decode(errors='replace')}: {why}",
+                                  refused_so_far=self.refused)
+
+    def close(self) -> None:
+        if self.mon is not None:
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.mon.close(0)
+            self.mon = None

@@ -104,10 +104,9 @@ class ArraySource:
         t = self.events["t"]
         if not len(t):
             return np.zeros(1, np.int64)
-        edges = np.arange(int(t[0]), int(t[-1]) + self.packet_us, self.packet_us, dtype=np.int64)
-        b = np.unique(np.concatenate([np.searchsorted(t, edges.astype(np.uint64)), [len(t)]]))
-        if len(b) and b[0] != 0:
-            b = np.concatenate([[0], b])
+        # packet index of every event, so the work is bounded by the events whatever gaps the clock has
+        k = (t - t[0]) // np.uint64(self.packet_us)
+        b = np.concatenate([[0], np.flatnonzero(k[1:] != k[:-1]) + 1, [len(t)]]).astype(np.int64)
         split = [np.arange(lo, hi, self.max_packet) for lo, hi in zip(b[:-1], b[1:])]
         return np.concatenate(split + [[len(t)]]).astype(np.int64)
 
@@ -275,9 +274,12 @@ class Publisher:
     source is a new stream to every receiver) and a sequence number (+1 per message, any kind) let
     receivers detect restarts and count lost messages."""
 
+    WAIT_REPORT_S = 30.0  # a PUSH waiting for a consumer says so this often
+
     def __init__(self, sock: zmq.Socket, sensor_size=(0, 0), stream_id: int | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, watch=None, log=None):
         self.sock = sock
+        self.watch, self.log = watch, log  # PeerWatch (logs refused peers), Log (says why we wait)
         self.sensor_size = tuple(int(v) for v in sensor_size)
         self.stream_id = int.from_bytes(os.urandom(4), "little") if stream_id is None else int(stream_id)
         self.seq = 0
@@ -289,7 +291,13 @@ class Publisher:
         # connected: wait in short slices so a stop request is still honoured. The final message of a
         # stream (END_OF_STREAM) is still attempted after a stop, for one second at most.
         deadline = time.monotonic() + 1.0 if final else None
+        waited = time.monotonic()
         while final or not self.stop.is_set():
+            if self.watch is not None:
+                self.watch.poll()
+            if self.log is not None and time.monotonic() - waited > self.WAIT_REPORT_S:
+                waited = time.monotonic()
+                self.log.info("waiting for a consumer to take messages (PUSH keeps them; Ctrl-C stops)")
             if self.sock.poll(100, zmq.POLLOUT):
                 self.sock.send_multipart(frames, copy=False)
                 self.seq += 1
