@@ -120,6 +120,8 @@ def test_zoo_evrt_accuracy_and_predictions_recomputed(name):
 
 
 @pytest.mark.torch
+@pytest.mark.slow   # ~45 s of CPU for the five reference models
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # spikingjelly's torch.jit.script
 @pytest.mark.parametrize("name", IDS)
 def test_zoo_reference_accuracy_and_agreement_recomputed(name):
     card = card_of(name)
