@@ -47,7 +47,7 @@ FAMILIES = {
 TABLES_PAST_T = pytest.mark.xfail(strict=True, reason="folded TSBN tables re-apply a_{T-2}/a_{T-1} past T")
 
 
-@pytest.fixture(scope="module", params=list(FAMILIES))
+@pytest.fixture(scope="module", params=["sdt", pytest.param("rtformer", marks=pytest.mark.slow)])
 def rt(request, tmp_path_factory):
     cfg = FAMILIES[request.param]
     sensor = cfg["sensor"]
@@ -107,6 +107,7 @@ def test_reset_every_T_restarts_each_segment(rt):
         close(o.readout, sliding_mean(want, s), f"readout after step {s}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rt", ["rtformer"], indirect=True)
 def test_state_policy_says_what_the_session_does(rt):
     _, graph, _, _ = rt
