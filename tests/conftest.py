@@ -2,7 +2,7 @@
 
 - Optional test dependencies (torch, spikingjelly, safetensors: the dev extra) are imported through
   ``require``. Outside CI a missing one skips the test, or the whole module when called at import time;
-  under ``CI=true`` it is a failure.
+  under ``CI=true`` it is a failure. A test marked ``torch`` gets ``require_torch()`` before it runs.
 - Under ``CI=true`` no test may be skipped at all, whatever the reason: ``pytest_runtest_makereport`` and
   ``pytest_collectreport`` below turn every skip into a failure, so a stray ``pytest.skip`` or
   ``skipif`` cannot quietly hide a check that CI is supposed to run.
@@ -47,3 +47,9 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _skip_is_failure(outcome.get_result())
+
+
+def pytest_runtest_setup(item):
+    # a test marked `torch` needs the reference side, whatever it imports inside
+    if item.get_closest_marker("torch") is not None:
+        require_torch()
