@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import require
+
 from evrt.errors import FormatError
 from evrt.formats.aedat31 import (EVENT_DTYPE, LABEL_DTYPE, cut_samples, read_aedat31,
                                   read_labels_csv, write_aedat31, write_labels_csv)
@@ -168,19 +170,15 @@ def _spikingjelly_load_aedat_v3():
     """spikingjelly's own AEDAT 3.1 reader, compiled from its source file alone: importing the
     package pulls in torchvision, which need not be importable here."""
     import ast
-    import importlib.util
     import typing
     import warnings
-    spec = importlib.util.find_spec("spikingjelly")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("spikingjelly not installed")
-    src_path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "__init__.py"
+    sj = require("spikingjelly")  # its package __init__ is light; its datasets module is not
+    src_path = Path(list(sj.__path__)[0]) / "datasets" / "__init__.py"
     with warnings.catch_warnings():  # its docstrings have invalid escapes
         warnings.simplefilter("ignore")
         tree = ast.parse(src_path.read_text())
     fn = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "load_aedat_v3"]
-    if not fn:
-        pytest.skip("this spikingjelly has no load_aedat_v3")
+    assert fn, f"{src_path} has no load_aedat_v3 (the dev extra pins a spikingjelly that has it)"
     ns = {"np": np, "struct": struct, "Dict": typing.Dict}
     exec(compile(ast.Module(body=fn, type_ignores=[]), str(src_path), "exec"), ns)
     return ns["load_aedat_v3"]

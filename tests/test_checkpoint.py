@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import require_torch
+from conftest import require, require_torch
 from evrt.checkpoint import load_checkpoint
 from evrt.errors import CheckpointError
 
@@ -300,7 +300,7 @@ def test_safetensors_handwritten(tmp_path):
 
 
 def test_safetensors_package(tmp_path):
-    st = pytest.importorskip("safetensors.numpy")
+    st = require("safetensors.numpy")
     zoo = {k: v for k, v in _dtype_zoo().items()}
     p = str(tmp_path / "pkg.safetensors")
     st.save_file(zoo, p, metadata={"note": "hi"})
@@ -313,7 +313,7 @@ def test_safetensors_package(tmp_path):
 
 def test_safetensors_torch_bf16(tmp_path):
     torch = require_torch()
-    stt = pytest.importorskip("safetensors.torch")
+    stt = require("safetensors.torch")
     t = {"b": torch.randn(5, 3).to(torch.bfloat16), "h": torch.randn(4).half()}
     p = str(tmp_path / "bf.safetensors")
     stt.save_file(t, p)

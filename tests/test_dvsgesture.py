@@ -21,7 +21,6 @@ def test_class_orders():
         class_names("torchvision")
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped example data missing")
 def test_shipped_set_iterates_in_both_orders():
     train = DVSGesture(SHIPPED, "train")
     test = DVSGesture(SHIPPED, "test")

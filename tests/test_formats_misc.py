@@ -112,7 +112,7 @@ def test_recording_samples_unsorted_and_type_check():
 
 # -------------------------------------------------------------------------------------- AEDAT 3.1
 def test_aedat31_dispatch_with_labels_csv(tmp_path):
-    aedat31 = pytest.importorskip("evrt.formats.aedat31")
+    from evrt.formats import aedat31
     ev = random_events(3000, 4)
     path = tmp_path / "user01_fluorescent.aedat"
     aedat31.write_aedat31(path, ev)
@@ -168,7 +168,6 @@ def write_aedat4_fixture(path, packets, streams=((0, "EVTS", (346, 260)),)):
 
 
 def test_aedat4_read_through_aedat_package(tmp_path):
-    pytest.importorskip("aedat")
     ev = random_events(2500, 9, (346, 260))
     p = tmp_path / "rec.aedat4"
     write_aedat4_fixture(p, [(0, ev[:1000]), (1, ev[:10]), (0, ev[1000:])],
@@ -186,7 +185,6 @@ def test_aedat4_read_through_aedat_package(tmp_path):
 
 
 def test_aedat4_without_event_stream(tmp_path):
-    pytest.importorskip("aedat")
     p = tmp_path / "frames.aedat4"
     write_aedat4_fixture(p, [], streams=((0, "FRME", (346, 260)), (1, "IMUS", None)))
     with pytest.raises(FormatError, match=r"frames\.aedat4: (byte 0: )?no event stream.*0: frame, 1: imus"):

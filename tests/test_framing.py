@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import require_torch
+from conftest import require, require_torch
 from evrt.errors import EventError
 from evrt.events import EVENT_DTYPE, make_events
 from evrt.framing import (FrameSpec, StreamFramer, antialias_taps, clip_frames, event_bins, frame_bounds,
@@ -28,7 +28,7 @@ def spikingjelly_integrate():
     ``torchvision.transforms``) is placed in ``sys.modules`` first; the real spikingjelly code runs.
     """
     require_torch()
-    pytest.importorskip("spikingjelly")
+    require("spikingjelly")
     if "spikingjelly.datasets" not in sys.modules:
         try:
             import torchvision  # noqa: F401

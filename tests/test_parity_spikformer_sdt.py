@@ -43,7 +43,11 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
+# the published full configurations take minutes each on 2 cores: `slow` (CI still runs them)
+PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n.endswith("full") else n for n in CONFIGS]
+
+
+@pytest.fixture(scope="module", params=PARAMS)
 def case(request, tmp_path_factory):
     cfg = CONFIGS[request.param]
     torch.manual_seed(0)

@@ -1,8 +1,11 @@
-"""The pipeline commands as users run them: separate processes on 127.0.0.1, bounded by timeouts."""
+"""The pipeline commands as users run them: separate processes, bounded by timeouts. Processes meet on
+ipc:// endpoints in a fresh directory, so no two tests (or test runs) can ever want the same address."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 
 from evrt.cli import main
-from evrt.pipeline.testing import free_port, synthetic_events, tcp
+from evrt.pipeline.testing import synthetic_events
 from evrt.streaming import Prediction, StreamClassifier
 from evrt.toy import toy_graph
 
@@ -40,6 +43,13 @@ def files(tmp_path_factory):
     return d
 
 
+@pytest.fixture
+def endpoint():
+    d = tempfile.mkdtemp(prefix="evrt-")  # short on purpose: an ipc path may hold ~100 bytes
+    yield lambda name: f"ipc://{d}/{name}"
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def expected(files):
     clf = StreamClassifier.from_model(str(files / "toy.evrt"))
     ev = np.load(files / "rec.npy")
@@ -54,17 +64,17 @@ def compare(lines, expect):
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["plain", "curve"])
-def test_source_classify_watch_processes_equal_in_process(files, secure, tmp_path):
-    p_ev, p_pred = free_port(), free_port()
+def test_source_classify_watch_processes_equal_in_process(files, secure, tmp_path, endpoint):
+    p_ev, p_pred = endpoint("events"), endpoint("predictions")
     keys = []
     if secure:
         assert main(["keys", str(tmp_path / "keys")]) == 0
         keys = ["--curve-keys", tmp_path / "keys"]
-    classify = evrt("classify", "--model", files / "toy.evrt", "--connect", tcp(p_ev), "--publish", tcp(p_pred),
+    classify = evrt("classify", "--model", files / "toy.evrt", "--connect", p_ev, "--publish", p_pred,
                     "--pattern", "pull", "--max-streams", 1, "--idle-exit", 60, "--json", *keys)
-    watch = evrt("watch", "--connect", tcp(p_pred), "--pattern", "pull", "--json", "--until-eos",
+    watch = evrt("watch", "--connect", p_pred, "--pattern", "pull", "--json", "--until-eos",
                  "--idle-exit", 60, *keys)
-    source = evrt("source", "--camera", f"file:{files / 'rec.npy'}?speed=max", "--bind", tcp(p_ev),
+    source = evrt("source", "--camera", f"file:{files / 'rec.npy'}?speed=max", "--bind", p_ev,
                   "--pattern", "push", "--json", *keys)
     rc_s, _, err_s = finish(source)
     rc_c, _, err_c = finish(classify)
@@ -82,9 +92,9 @@ def test_serve_replay_prints_the_same_predictions(files):
     compare(out.splitlines(), expected(files))
 
 
-def test_sigint_stops_classify_cleanly_with_summary(files):
-    classify = evrt("classify", "--model", files / "toy.evrt", "--connect", tcp(free_port()), "--publish",
-                    tcp(free_port()), "--metrics-every", 0.2, "--idle-exit", 60)
+def test_sigint_stops_classify_cleanly_with_summary(files, endpoint):
+    classify = evrt("classify", "--model", files / "toy.evrt", "--connect", endpoint("events"), "--publish",
+                    endpoint("predictions"), "--metrics-every", 0.2, "--idle-exit", 60)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(classify.stderr.readline, "")), daemon=True)
     reader.start()
@@ -117,3 +127,46 @@ def test_keys_command(tmp_path, capsys):
                  "authorized_clients/client.key"):
         assert (tmp_path / "k" / name).exists()
     assert main(["keys", str(tmp_path / "k")]) == 2  # refuses to overwrite without --force
+
+
+def test_source_with_curve_serves_only_authorised_clients(files, tmp_path, endpoint):
+    """`evrt source --curve-keys` over PUSH: a plain and an intruding client connect first and get
+    nothing; the authorised one gets the whole recording (PUSH would have dealt messages to any
+    attached peer, so the others were never attached)."""
+    import zmq
+
+    from evrt.pipeline import protocol as P
+    from evrt.pipeline.sockets import Curve, make_keys, open_socket
+    make_keys(tmp_path / "keys")
+    make_keys(tmp_path / "intruder")
+    intruder = Curve(tmp_path / "intruder")
+    intruder.server_public = Curve(tmp_path / "keys").server_public
+    addr = endpoint("events")
+    source = evrt("source", "--camera", f"file:{files / 'rec.npy'}?speed=max", "--bind", addr, "--pattern", "push",
+                  "--curve-keys", tmp_path / "keys", "--json")
+    ctx = zmq.Context()
+    try:
+        plain = open_socket(ctx, zmq.PULL, addr, bind=False)
+        bad = open_socket(ctx, zmq.PULL, addr, bind=False, curve=intruder)
+        time.sleep(0.5)  # give the refused handshakes a head start; it can only make the check stricter
+        good = open_socket(ctx, zmq.PULL, addr, bind=False, curve=Curve(tmp_path / "keys"))
+        events, ended = 0, False
+        deadline = time.monotonic() + TIMEOUT
+        while not ended and time.monotonic() < deadline:
+            if good.poll(50):
+                msg = P.decode(good.recv_multipart())
+                events += len(msg.events) if msg.kind == P.EVENTS else 0
+                ended = msg.kind == P.END_OF_STREAM
+        rc, _, err = finish(source)
+        assert rc == 0, err
+        assert ended and events == 14_000
+        assert not plain.poll(100) and not bad.poll(0)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_exposed_bind_without_curve_warns_on_the_command_line(files):
+    rc, _, err = finish(evrt("source", "--camera", f"file:{files / 'rec.npy'}?speed=max", "--bind",
+                             "tcp://0.0.0.0:*", "--pattern", "pub"))
+    assert rc == 0, err
+    assert "warning" in err and "without --curve-keys" in err

@@ -2,7 +2,7 @@
 checkpoint containers. Full configs are only instantiated for the key listings; forward passes use
 small configs so the file runs in well under a minute on 2 cores."""
 import argparse
-import re
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +13,7 @@ import pytest
 from conftest import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "state_dicts.md"
+LISTINGS = Path(__file__).resolve().parent / "data" / "state_dicts"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -33,36 +33,32 @@ T = 4
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-def parse_listings():
-    """{section letter: [(key, shape), ...]} from the spec appendix."""
-    out, cur = {}, None
-    for line in SPEC.read_text().splitlines():
-        m = re.match(r"^## ([A-Z])\.", line)
-        if m:
-            cur = out.setdefault(m.group(1), [])
-            continue
-        m = re.match(r"^(\S+)\t\(([\d, ]*)\)\t(\w+)$", line)
-        if m and cur is not None:
-            shape = tuple(int(v) for v in m.group(2).replace(" ", "").split(",") if v)
-            cur.append((m.group(1), shape))
-    return out
+def load_listing(name):
+    """[(key, shape, dtype), ...] of a published model's state_dict (tests/data/state_dicts)."""
+    doc = json.loads((LISTINGS / f"{name}.json").read_text())
+    rows = [(t["key"], tuple(t["shape"]), t["dtype"]) for t in doc["tensors"]]
+    assert len(rows) == doc["n_tensors"]
+    return rows
 
 
-def keys_of(model):
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+def listing_of(model):
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="spec appendix not found beside the repo")
-@pytest.mark.parametrize("letter,make", [
-    ("A", lambda: Spikformer()),
-    ("B", lambda: SDT()),
-    ("C", lambda: SpikingResformer("dvsg")),
-    ("D", lambda: SpikingResformer("cifar")),
+@pytest.mark.parametrize("name,n,make", [
+    ("spikformer_dvs", 121, lambda: Spikformer()),
+    ("sdt_gesture", 112, lambda: SDT()),
+    ("spikingresformer_dvsg", 249, lambda: SpikingResformer("dvsg")),
+    ("spikingresformer_cifar", 211, lambda: SpikingResformer("cifar")),
 ])
-def test_state_dict_matches_reference_listing(letter, make):
-    want = parse_listings()[letter]
-    assert len(want) in (121, 112, 249, 211)
-    assert keys_of(make()) == want
+def test_state_dict_matches_reference_listing(name, n, make):
+    want = load_listing(name)
+    assert len(want) == n
+    got = listing_of(make())
+    missing = [k for k, *_ in want if k not in {g[0] for g in got}]
+    extra = [k for k, *_ in got if k not in {w[0] for w in want}]
+    assert not missing and not extra, f"{name}: missing {missing[:5]}, unexpected {extra[:5]}"
+    assert got == want
 
 
 def test_rtformer_key_scheme():

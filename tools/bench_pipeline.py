@@ -27,7 +27,7 @@ from evrt.pipeline.classify import ClassifyWorker
 from evrt.pipeline.protocol import decode
 from evrt.pipeline.sockets import open_socket
 from evrt.pipeline.source import Publisher
-from evrt.pipeline.testing import collect_predictions, free_port, synthetic_events, tcp
+from evrt.pipeline.testing import bind_any, collect_predictions, synthetic_events
 from evrt.streaming import StreamClassifier
 from evrt.toy import toy_graph
 
@@ -57,8 +57,7 @@ def _sender(addr: str, batch: int, n: int, end: bool):
 def transport(batch: int, seconds: float) -> float:
     n = max(20, int(3e6 // batch))
     ctx = zmq.Context()
-    addr = tcp(free_port())
-    rx = open_socket(ctx, zmq.PULL, addr, bind=True, hwm=16)
+    rx, addr = bind_any(ctx, zmq.PULL, hwm=16)
     proc = mp.get_context("fork").Process(target=_sender, args=(addr, batch, n, False))
     proc.start()
     got, t0 = 0, None
@@ -79,8 +78,7 @@ def transport(batch: int, seconds: float) -> float:
 
 def hop_latency(batch: int, reps: int = 200) -> tuple:
     ctx = zmq.Context()
-    addr = tcp(free_port())
-    tx = open_socket(ctx, zmq.PUSH, addr, bind=True)
+    tx, addr = bind_any(ctx, zmq.PUSH)
     rx = open_socket(ctx, zmq.PULL, addr, bind=False)
     pub = Publisher(tx, stream_id=1)
     data = batches(batch, 8)
@@ -111,9 +109,8 @@ def end_to_end(graph, batch: int, seconds: float) -> tuple:
     step_ms = 1e3 * (time.perf_counter() - t0) / n
 
     ctx = zmq.Context()
-    ev_addr, pred_addr = tcp(free_port()), tcp(free_port())
-    rx = open_socket(ctx, zmq.PULL, ev_addr, bind=True, hwm=16)
-    out = open_socket(ctx, zmq.PUSH, pred_addr, bind=True, hwm=1000)
+    rx, ev_addr = bind_any(ctx, zmq.PULL, hwm=16)
+    out, pred_addr = bind_any(ctx, zmq.PUSH, hwm=1000)
     sink = open_socket(ctx, zmq.PULL, pred_addr, bind=False, hwm=100_000)
     clf = StreamClassifier(Session(graph, mode="continuous", reset_every=None), StreamFramer(count=batch))
     clf.warm_up()

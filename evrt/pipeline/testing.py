@@ -1,7 +1,6 @@
 """Helpers for pipeline tests and benchmarks: synthetic streams, a fake session, threads that stop."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -10,7 +9,12 @@ import numpy as np
 
 from ..events import make_events
 
-__all__ = ["synthetic_events", "FakeSession", "free_port", "tcp", "Background", "collect_predictions"]
+__all__ = ["synthetic_events", "FakeSession", "ANY_PORT", "bind_any", "bound_endpoint", "tcp", "Background",
+           "collect_predictions"]
+
+# Loopback with the port left to the OS at bind time ("*" is ZeroMQ's spelling of port 0). Probing for a
+# free port and binding it later races with every other test doing the same; this cannot.
+ANY_PORT = "tcp://127.0.0.1:*"
 
 
 def synthetic_events(n: int = 20_000, sensor=(32, 32), duration_us: int = 500_000, seed: int = 0,
@@ -59,10 +63,17 @@ class FakeSession:
         return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bound_endpoint(sock) -> str:
+    """The endpoint a socket actually bound (with the port the OS picked for ``ANY_PORT``)."""
+    import zmq
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def bind_any(ctx, kind: int, **kw):
+    """``open_socket(..., bind=True)`` on a loopback port the OS picks: (socket, its endpoint)."""
+    from .sockets import open_socket
+    sock = open_socket(ctx, kind, ANY_PORT, bind=True, **kw)
+    return sock, bound_endpoint(sock)
 
 
 def tcp(port: int) -> str:
