@@ -22,6 +22,11 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, metavar="M.evrt")
     p.add_argument("--publish", metavar="ADDR", help="also publish predictions here (for `evrt watch`)")
     p.add_argument("--quiet", action="store_true", help="do not print predictions (metrics and summary only)")
+    p.add_argument("--web", metavar="[HOST:]PORT",
+                   help="serve a live page here (host 127.0.0.1 unless given; port 0 = any free port): events, "
+                        "class probabilities, per-layer activity, latency, drops (needs the [web] extra)")
+    p.add_argument("--web-rate", type=float, default=10.0, metavar="HZ",
+                   help="page updates per second at most (default 10); slow viewers skip frames")
     add_mapping(p)
     add_framing(p)
     add_common(p)
@@ -29,19 +34,44 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..pipeline.metrics import Log
+
+    log = Log("serve", args.json)
+    server = live = None
+    if args.web:  # first: a busy port or a missing extra should fail before the model loads
+        from ..web import LiveState
+        from ..web.server import WebServer, parse_web_addr
+        host, port = parse_web_addr(args.web)
+        live = LiveState(title=f"evrt serve · {args.model} · {args.camera}")
+        server = WebServer(live, host, port, rate_hz=args.web_rate, log=log).start()
+    try:
+        return _run(args, log, live)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run(args, log, live) -> int:
     import zmq
 
     from ..errors import EvrtError
     from ..pipeline.classify import ClassifyWorker, prediction_printer
     from ..pipeline.cliutil import classifier_from, curve_from, describe_framer, mapping_from
-    from ..pipeline.metrics import Log, Metrics, stop_on_signals
+    from ..pipeline.metrics import Metrics, stop_on_signals
     from ..pipeline.sockets import open_socket
     from ..pipeline.source import Publisher, open_source, publish
 
-    log = Log("serve", args.json)
     source = open_source(args.camera, log)
     mapping = mapping_from(args)
     clf = classifier_from(args)
+    metrics = Metrics(args.metrics_every)
+    sinks = [] if args.quiet else [prediction_printer(args.json)]
+    if live is not None:
+        in_size = getattr(source, "sensor_size", None)
+        model_size = tuple((clf.session.meta.get("frame") or {}).get("sensor_size", ()) or ())
+        live.sensor_size = tuple(mapping.out_size(in_size)) if in_size and min(in_size) > 0 else model_size
+        live.classes, live.session, live.metrics = list(clf.classes), clf.session, metrics
+        sinks.append(live.prediction)
     replay = args.camera.startswith("file:")
     # a recording must be classified completely (back-pressure); a live camera must stay live (drop)
     kinds = (zmq.PUSH, zmq.PULL) if replay else (zmq.PUB, zmq.SUB)
@@ -64,7 +94,7 @@ def run(args) -> int:
 
         def source_thread():
             try:
-                publish(source, pub, mapping, log=log)
+                publish(source, pub, mapping, log=log, record=live)
             except EvrtError as exc:  # camera unplugged, stream closed: stop the whole pipeline
                 errors.append(exc)
                 stop.set()
@@ -76,10 +106,11 @@ def run(args) -> int:
             log.warn(f"source {in_size[0]}x{in_size[1]} maps to {mapping.out_size(in_size)}, the model expects "
                      f"{model_size}; use --crop/--downsample (events outside the model's sensor are ignored)")
         log.info(f"model {args.model}: a step {describe_framer(clf.framer)}; source {args.camera}")
-        worker = ClassifyWorker(clf, rx, out, log=log, metrics=Metrics(args.metrics_every), stop=stop,
-                                on_prediction=() if args.quiet else [prediction_printer(args.json)])
+        worker = ClassifyWorker(clf, rx, out, log=log, metrics=metrics, stop=stop, on_prediction=sinks)
         th.start()
         summary = worker.run(max_streams=1 if replay else None)
+        if live is not None:
+            live.end_of_stream()
         stop.set()
         th.join(timeout=2.0)
         summary["source_messages"], summary["source_events"] = pub.sent_messages, pub.sent_events
