@@ -42,7 +42,9 @@ def run(args) -> int:
         from ..web import LiveState
         from ..web.server import WebServer, parse_web_addr
         host, port = parse_web_addr(args.web)
-        live = LiveState(title=f"evrt serve · {args.model} · {args.camera}")
+        import os
+        cam = args.camera if not args.camera.startswith("file:") else "file:" + os.path.basename(args.camera[5:])
+        live = LiveState(title=f"evrt serve · {args.model} · {cam}")
         server = WebServer(live, host, port, rate_hz=args.web_rate, log=log).start()
     try:
         return _run(args, log, live)

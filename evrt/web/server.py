@@ -56,6 +56,7 @@ class WebServer:
         self.period = 1.0 / max(float(rate_hz), 0.1)
         self.viewers: set = set()
         self.frames = 0
+        self.skipped = 0  # frames replaced before a slow viewer took them, all viewers together
         self._ready = threading.Event()
         self._error = None
         self._loop = None
@@ -146,6 +147,7 @@ class WebServer:
             for v in self.viewers:
                 if v.slot is not None:
                     v.skipped += 1  # the viewer has not taken the previous frame: it is slow
+                    self.skipped += 1
                 v.slot = frame
                 v.ready.set()
 
