@@ -158,3 +158,42 @@ def test_page_is_package_data_without_external_assets():
     assert "new WebSocket" in page and 'id="events"' in page and 'id="pred"' in page
     for external in ("http://", "https://", "//cdn", "src=\"http"):
         assert external not in page.replace('"https:" ? "wss://"', ""), external
+
+
+def test_watch_web_shows_a_remote_classifiers_predictions():
+    """`evrt watch --web` for a classifier elsewhere: the page state follows the published predictions."""
+    import urllib.request
+
+    import zmq
+
+    from evrt.pipeline.protocol import TOPIC_PRED, encode_json
+    from evrt.pipeline.testing import Background, free_port, tcp
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    web = free_port()
+    watch = Background(main, ["watch", "--connect", tcp(port), "--web", f"127.0.0.1:{web}", "--limit", "40",
+                              "--json"])
+    try:
+        state, i = {}, 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and watch.is_alive():
+            pub.send_multipart(encode_json(TOPIC_PRED, pred(i, 2 if i < 30 else 1).to_dict()))
+            i += 1
+            time.sleep(0.05)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/state.json", timeout=5) as r:
+                    state = json.loads(r.read())
+            except OSError:
+                continue  # not listening yet
+            if state.get("now", {}).get("step", -1) >= 10:
+                break
+        assert state["now"]["class_name"] == "c2" and state["rates"]["acs_per_s"] > 0 and "layers" not in state
+        while watch.is_alive() and time.monotonic() < deadline:  # the remaining predictions, then --limit ends it
+            pub.send_multipart(encode_json(TOPIC_PRED, pred(i, 1).to_dict()))
+            i += 1
+            time.sleep(0.02)
+        assert watch.result(30) == 0
+    finally:
+        pub.close(0)
+        ctx.term()
