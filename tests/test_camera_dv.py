@@ -244,3 +244,14 @@ def test_serve_dv_stream_equals_in_process_and_reports(tmp_path):
         assert summary["events_in"] == len(expect_ev)
         assert len(got) == len(expect) and all(g.same_as(e, atol=1e-9) for g, e in zip(got, expect))
     assert "the sender stopped; reconnecting" in err
+
+
+def test_serve_record_writes_what_it_classifies(tmp_path, capsys):
+    ev, size = cut(CUT2)
+    from evrt.formats.npz import write_npz
+    write_npz(tmp_path / "cut.npz", ev, sensor_size=size)
+    out = tmp_path / "served.aedat4"
+    assert main(["serve", "--camera", f"file:{tmp_path / 'cut.npz'}?speed=max", "--model", "sdt-synth-gesture",
+                 "--quiet", "--metrics-every", "0", "--record", str(out)]) == 0
+    got, got_size = _read_aedat4_with_dv(str(out))
+    assert got_size == size and np.array_equal(got, ev)

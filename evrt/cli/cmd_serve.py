@@ -27,6 +27,8 @@ def register(sub) -> None:
                         "class probabilities, per-layer activity, latency, drops (needs the [web] extra)")
     p.add_argument("--web-rate", type=float, default=10.0, metavar="HZ",
                    help="page updates per second at most (default 10); slow viewers skip frames")
+    p.add_argument("--record", metavar="OUT.aedat4",
+                   help="also write the streamed events (after mapping) to a new AEDAT4 file ([camera] extra)")
     add_mapping(p)
     add_framing(p)
     add_common(p)
@@ -62,9 +64,11 @@ def _run(args, log, live) -> int:
     from ..pipeline.metrics import Metrics, stop_on_signals
     from ..pipeline.sockets import open_socket
     from ..pipeline.source import Publisher, open_source, publish
+    from .cmd_source import recorder_from
 
     source = open_source(args.camera, log)
     mapping = mapping_from(args)
+    recorder = recorder_from(args.record, source, mapping, log)
     clf = classifier_from(args)
     metrics = Metrics(args.metrics_every)
     sinks = [] if args.quiet else [prediction_printer(args.json)]
@@ -96,7 +100,7 @@ def _run(args, log, live) -> int:
 
         def source_thread():
             try:
-                publish(source, pub, mapping, log=log, record=live)
+                publish(source, pub, mapping, log=log, record=_Tee(live, recorder))
             except EvrtError as exc:  # camera unplugged, stream closed: stop the whole pipeline
                 errors.append(exc)
                 stop.set()
@@ -116,8 +120,12 @@ def _run(args, log, live) -> int:
         stop.set()
         th.join(timeout=2.0)
         summary["source_messages"], summary["source_events"] = pub.sent_messages, pub.sent_events
+        if recorder is not None:
+            summary.update(recorded=recorder.path, recorded_events=recorder.written_events)
         log.info("summary", **summary) if args.json else log.info("done: " + json.dumps(summary))
     finally:
+        if recorder is not None:
+            recorder.close()
         for s in socks:
             s.close(linger=200)
         if curve:
@@ -127,3 +135,14 @@ def _run(args, log, live) -> int:
     if errors:
         raise errors[0]
     return 0
+
+
+class _Tee:
+    """Hands each sent packet to the live page and the recorder (either may be None)."""
+
+    def __init__(self, *sinks):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def write(self, ev) -> None:
+        for s in self.sinks:
+            s.write(ev)

@@ -9,6 +9,7 @@ it when it is missing.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -105,8 +106,13 @@ class AedatRecorder:
             raise EvrtError(f"--record {path}: {first_line(exc)}") from None
         self.last_t = -1
         self.written_events = self.skipped_events = 0
+        self._lock = threading.Lock()  # the source thread writes while the main thread may close
 
     def write(self, ev: np.ndarray) -> None:
+        with self._lock:
+            self._write(ev)
+
+    def _write(self, ev: np.ndarray) -> None:
         if self.writer is None or not len(ev):
             return
         if int(ev["t"][0]) < self.last_t:
@@ -120,4 +126,5 @@ class AedatRecorder:
 
     def close(self) -> None:
         # dropping the writer flushes and closes the file (the writer has no close method)
-        self.writer = None
+        with self._lock:
+            self.writer = None
