@@ -197,3 +197,32 @@ def test_watch_web_shows_a_remote_classifiers_predictions():
     finally:
         pub.close(0)
         ctx.term()
+
+
+def test_layer_rows_are_the_sessions_counters_over_the_last_interval():
+    from evrt.pipeline.testing import synthetic_events
+    from evrt.toy import toy_graph
+    from evrt.engine import Session
+    from evrt.streaming import StreamClassifier
+    from evrt.framing import StreamFramer
+    sess = Session(toy_graph(seed=3, T=4), mode="continuous", reset_every=None)
+    clf = StreamClassifier(sess, StreamFramer(count=500))
+    live = LiveState(sensor_size=(32, 32), layer_every_s=0.0)
+    live.session = sess
+    ev = synthetic_events(3000, sensor=(32, 32))
+    preds = clf.push(ev[:2500])
+    before = {l.name: (l.spikes, l.acs) for l in sess.report().layers}
+    for p in preds:
+        live.prediction(p)
+    last = clf.push(ev[2500:]) + clf.end_of_stream()
+    assert len(last) == 1
+    live.prediction(last[0])
+    after = {l.name: (l.spikes, l.acs, l.neurons) for l in sess.report().layers}
+    rows = {r["name"]: r for r in live.snapshot()["layers"]}
+    sec = (last[0].end_us - preds[-1].end_us) / 1e6
+    assert rows
+    for name, r in rows.items():
+        spikes, acs, neurons = after[name]
+        if neurons:
+            assert r["rate"] == pytest.approx((spikes - before[name][0]) / neurons)
+        assert r["acs_per_s"] == pytest.approx((acs - before[name][1]) / sec)

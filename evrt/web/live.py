@@ -59,9 +59,9 @@ class LiveState:
         snap = None
         if self.session is not None and now - self._last_layer_snap >= self.layer_every_s:
             self._last_layer_snap = now
-            tot = self.session._totals
-            snap = (int(p.end_us), tot.steps, {n: (l.type, l.neurons, l.spikes, l.acs, l.macs)
-                                               for n, l in tot.layers.items()})
+            rep = self.session.report()  # references to the live counters; copied into tuples here
+            snap = (int(p.end_us), rep.steps, {l.name: (l.type, l.neurons, l.spikes, l.acs, l.macs)
+                                               for l in rep.layers})
         with self.lock:
             self.preds.append((p.step, p.start_us, p.end_us, p.n_events, p.class_index, p.class_name, p.confidence,
                                p.logits, p.latency_ms, p.acs, p.macs))

@@ -77,6 +77,9 @@ class WebServer:
             raise EvrtError(self._error)
         if self.log:
             self.log.info(f"live page: {self.url}")
+            if self.host not in ("127.0.0.1", "localhost", "::1"):
+                self.log.warn(f"the live page listens on {self.host}: anyone who can reach this machine can watch "
+                              "it (there is no login)")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
