@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -69,13 +70,22 @@ def start_writer(span):
     pytest.fail("could not start a dv-processing NetworkWriter on 127.0.0.1")
 
 
-def take(it, n, timeout=TIMEOUT):
+def take(it, n, stop=None, timeout=TIMEOUT):
+    """At least n events from the source iterator; ``stop`` (the source's stop event) is set after
+    ``timeout`` so a stream that never delivers ends the wait instead of hanging the test."""
     got, total = [], 0
-    deadline = time.monotonic() + timeout
-    while total < n and time.monotonic() < deadline:
-        p = next(it)
-        got.append(p)
-        total += len(p)
+    watchdog = threading.Timer(timeout, stop.set) if stop is not None else None
+    if watchdog:
+        watchdog.start()
+    try:
+        for p in it:
+            got.append(p)
+            total += len(p)
+            if total >= n:
+                break
+    finally:
+        if watchdog:
+            watchdog.cancel()
     return np.concatenate(got) if got else np.zeros(0)
 
 
@@ -89,13 +99,13 @@ def test_dv_network_stream_arrives_exactly_and_reconnects():
         calls = []
         src.on_disconnect, src.on_reconnect = (lambda: calls.append("eos")), (lambda: calls.append("reset"))
         it = iter(src)
-        got = take(it, len(expect))
+        got = take(it, len(expect), src.stop)
         assert w.wait_sent() == len(expect)
         assert got.dtype == expect.dtype and np.array_equal(got, expect)  # t, x, y, polarity exactly
         # the sender stops and comes back on the same port: evrt says so and goes on with the new stream
         w.kill()
         expect2, _ = cut(CUT2)
-        nxt = Background(take, it, len(expect2))
+        nxt = Background(take, it, len(expect2), src.stop)
         deadline = time.monotonic() + TIMEOUT
         while "reconnecting" not in logbuf.getvalue() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -118,7 +128,7 @@ def test_dv_without_sender_and_without_reconnect():
     try:
         src = open_source(f"dv://127.0.0.1:{port}?reconnect=0")
         it = iter(src)
-        take(it, 1)
+        take(it, 1, src.stop)
         w.kill()
         with pytest.raises(EvrtError, match="the stream stopped"):
             for _ in it:
@@ -215,27 +225,24 @@ def test_serve_dv_stream_equals_in_process_and_reports(tmp_path):
     serve = subprocess.Popen([sys.executable, "-m", "evrt", "serve", "--camera", f"dv://127.0.0.1:{port}", "--model",
                               "sdt-synth-gesture", "--json", "--metrics-every", "0", "--hwm", "100000"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(serve.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         assert w.wait_sent() == len(expect_ev)
-        lines = []
         deadline = time.monotonic() + TIMEOUT
-        while len(lines) < len(expect) - 1 and time.monotonic() < deadline:
-            ln = serve.stdout.readline()
-            if not ln:
-                break
-            lines.append(ln)
+        while len(lines) < len(expect) - 1 and time.monotonic() < deadline and serve.poll() is None:
+            time.sleep(0.05)
         w.kill()  # the sender goes away: serve finishes the open window (END_OF_STREAM) and keeps waiting
-        while len(lines) < len(expect) and time.monotonic() < deadline:
-            ln = serve.stdout.readline()
-            if not ln:
-                break
-            lines.append(ln)
+        while len(lines) < len(expect) and time.monotonic() < deadline and serve.poll() is None:
+            time.sleep(0.05)
         serve.send_signal(signal.SIGINT)
-        out, err = serve.communicate(timeout=TIMEOUT)
+        serve.wait(TIMEOUT)
+        reader.join(10)
+        err = serve.stderr.read()
     finally:
         serve.kill()
         w.kill()
-    lines += out.splitlines()
     summary = [json.loads(ln) for ln in err.splitlines() if '"summary"' in ln][-1]
     got = [Prediction.from_dict(json.loads(ln)) for ln in lines if ln.startswith("{")]
     if summary["lost_messages"]:
