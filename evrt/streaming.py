@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .framing import StreamFramer
+from .framing import StreamFramer, Window
 from .readout import softmax
 
 __all__ = ["Prediction", "StreamClassifier", "softmax", "stream_framer_for"]
@@ -97,6 +97,15 @@ class StreamClassifier:
         self.events_in = 0
         self.resyncs = 0          # time jumps past the framer's empty-step bound, since construction
         self.on_resync = None     # optional callback(dict) told about each jump (the pipeline logs it)
+        # Converted models (CSDformer-style, meta input_steps < T): their DIF neurons count spikes per
+        # sample and fire only once their inputs are complete, so the state cannot run on forever. A
+        # stream is cut into segments: `input_steps` windows of events, then T - input_steps steps with
+        # no input (the network drains), then a reset; one prediction per segment, its clip readout.
+        meta = getattr(session, "meta", None) or {}
+        T = int(meta.get("T", 1))
+        n_in = int(meta.get("input_steps", T))
+        self.segment = (n_in, T) if n_in < T else None
+        self._seg = None  # the open segment: [windows stepped, step logits, acs, macs, wall s, first window]
 
     @classmethod
     def from_model(cls, model, precision: str = "float32", mode: str = "continuous", reset_every=None,
@@ -142,6 +151,46 @@ class StreamClassifier:
         self.steps += 1
         return pred
 
+    def _segment_step(self, window) -> Prediction | None:
+        """One input window of a converted model's segment; the segment's prediction once it is complete."""
+        n_in, T = self.segment
+        t0 = self.clock()
+        out = self.session.step(window.events)
+        seg = self._seg
+        if seg is None:
+            seg = self._seg = [0, [], 0, 0, 0.0, window, 0]
+        seg[0] += 1
+        seg[1].append(out.logits)
+        seg[2] += int(getattr(out, "acs", 0))
+        seg[3] += int(getattr(out, "macs", 0))
+        seg[6] += len(window.events)
+        if seg[0] < n_in:
+            seg[4] += self.clock() - t0
+            return None
+        empty = window.events[:0]
+        for _ in range(T - n_in):
+            out = self.session.step(empty)
+            seg[1].append(out.logits)
+            seg[2] += int(getattr(out, "acs", 0))
+            seg[3] += int(getattr(out, "macs", 0))
+        self.session.reset()
+        seg[4] += self.clock() - t0
+        self._seg = None
+        readout = np.mean(np.stack([np.asarray(x, np.float64).reshape(-1) for x in seg[1]]), axis=0)
+        k = int(np.argmax(readout)) if readout.size else -1
+        p = softmax(readout)
+        pred = Prediction(step=self.steps, start_us=int(seg[5].start_us), end_us=int(window.end_us),
+                          n_events=seg[6], class_index=k, class_name=self._class_name(k),
+                          confidence=float(p[k]) if k >= 0 else 0.0, logits=readout.tolist(),
+                          latency_ms=seg[4] * 1e3, acs=seg[2], macs=seg[3], segment_step=T - 1)
+        self.steps += 1
+        return pred
+
+    def _steps(self, windows) -> list:
+        if self.segment is None:
+            return [self._step(w) for w in windows]
+        return [p for p in (self._segment_step(w) for w in windows) if p is not None]
+
     def push(self, events) -> list:
         """Feed a packet of time-ordered events; returns the predictions of the windows it closed."""
         self.events_in += len(events)
@@ -151,15 +200,21 @@ class StreamClassifier:
             self.resyncs += self.framer.resyncs - before
             if self.on_resync is not None:
                 self.on_resync(dict(self.framer.last_resync))
-        return [self._step(w) for w in windows]
+        return self._steps(windows)
 
     def end_of_stream(self) -> list:
-        """Step the open window (if it holds events) and return its prediction."""
-        return [self._step(w) for w in self.framer.flush_windows()]
+        """Step the open window (if it holds events) and return its prediction; a converted model's open
+        segment is completed with empty input windows."""
+        preds = self._steps(self.framer.flush_windows())
+        while self._seg is not None:
+            last = self._seg[5]
+            preds += self._steps([Window(last.events[:0], last.end_us, last.end_us)])
+        return preds
 
     def reset(self) -> None:
         """Fresh neuron state, an empty framer, step numbering and event count from 0 (a new stream:
         nothing of the abandoned one is reported as this one's)."""
+        self._seg = None
         self.session.reset()
         self.framer = self.framer.renew()
         self.steps = 0

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import ON_CI
+
 from evrt.engine import Session
 from evrt.errors import EvrtError
 from evrt.events import EVENT_DTYPE, make_events
@@ -130,10 +132,12 @@ class _FakeStore:
 
 
 class _FakeCamera:
-    """dv-processing's CameraCapture as far as evrt uses it: three batches (one empty poll), then stops."""
+    """A camera as dv_processing.io.camera.open returns it (dv-processing 2.0), as far as evrt uses it:
+    three batches (one empty poll), then it stops (unplugged). No camera here, so this is the one fake
+    left; test_fake_camera_mirrors_the_real_api keeps it honest."""
     def __init__(self, name=""):
         self.name = name or "DVXplorer_FAKE1"
-        dt = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "u1")])
+        dt = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")])
         a = np.zeros(5, dt)
         a["timestamp"], a["x"], a["y"], a["polarity"] = np.arange(5) * 10, [0, 100, 639, 5, 7], [0, 50, 479, 5, 7], 1
         self.batches = [_FakeStore(a[:2]), None, _FakeStore(a[2:])]
@@ -154,22 +158,41 @@ class _FakeCamera:
         return True
 
 
-def test_inivation_source_with_a_fake_driver(monkeypatch):
+def _fake_dv():
     import types
+    desc = types.SimpleNamespace(cameraModel=types.SimpleNamespace(name="DVXPLORER"), serialNumber="FAKE1")
+    camera = types.SimpleNamespace(open=lambda serial="": _FakeCamera(f"DVXplorer_{serial}" if serial else ""),
+                                   discover=lambda: [desc])
+    return types.SimpleNamespace(io=types.SimpleNamespace(camera=camera))
+
+
+def test_inivation_source_with_a_fake_camera(monkeypatch):
     import evrt.pipeline.source as S
-    fake = types.SimpleNamespace(io=types.SimpleNamespace(CameraCapture=_FakeCamera,
-                                                          discoverDevices=lambda: ["DVXplorer_FAKE1"]))
-    monkeypatch.setattr(S, "_dv", lambda: fake)
+    monkeypatch.setattr(S, "_dv", _fake_dv)
     src = open_source("auto")
     assert src.name == "inivation:DVXplorer_FAKE1" and src.sensor_size == (640, 480)
     pkts = []
-    with pytest.raises(EvrtError, match="stream stopped"):
+    with pytest.raises(EvrtError, match="stopped sending"):
         for p in src:
             pkts.append(p)
     ev = np.concatenate(pkts)
     assert ev.dtype == EVENT_DTYPE and ev["x"].tolist() == [0, 100, 639, 5, 7] and ev["on"].all()
-    assert S.list_cameras() == ["DVXplorer_FAKE1"]
-    assert open_source("inivation:XYZ").name == "inivation:XYZ"
+    assert S.list_cameras() == ["DVXPLORER FAKE1"]
+    assert open_source("inivation:XYZ").name == "inivation:DVXplorer_XYZ"
+
+
+def test_fake_camera_mirrors_the_real_api():
+    """Every name the fake provides exists in the real dv-processing (where it is installed)."""
+    if not ON_CI:
+        pytest.importorskip("dv_processing")
+    import dv_processing as dv
+    for name in ("open", "discover"):
+        assert callable(getattr(dv.io.camera, name))
+    for name in ("cameraModel", "serialNumber"):
+        assert hasattr(dv.io.camera.USBDevice.DeviceDescriptor, name)
+    for name in ("isRunning", "getNextEventBatch", "getCameraName", "getEventResolution", "isEventStreamAvailable"):
+        assert hasattr(dv.io.camera.CameraInputBase, name), name
+    assert tuple(dv.EventStore().numpy().dtype.names) == ("timestamp", "x", "y", "polarity")
 
 
 def test_metrics_line_and_json_logs():

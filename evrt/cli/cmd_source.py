@@ -18,6 +18,9 @@ def register(sub) -> None:
                         "(auto: push for file:, pub for cameras)")
     p.add_argument("--list-cameras", action="store_true", help="list connected cameras and exit")
     p.add_argument("--no-eos", action="store_true", help="do not send END_OF_STREAM when the source ends")
+    p.add_argument("--record", metavar="OUT.aedat4",
+                   help="also write what is published (after --crop/--downsample/--flip) to a new AEDAT4 file "
+                        "(needs the [camera] extra)")
     add_mapping(p)
     p.add_argument("--model-size", metavar="WxH",
                    help="the consuming model's input grid (e.g. 128x128); with it, --fit maps the sensor onto it")
@@ -44,6 +47,7 @@ def run(args) -> int:
     log = Log("source", args.json)
     source = open_source(args.camera, log)
     mapping = mapping_from(args, source, parse_size(args.model_size, "--model-size"), log)
+    recorder = recorder_from(args.record, source, mapping, log)
     pattern = args.pattern if args.pattern != "auto" else ("push" if args.camera.startswith("file:") else "pub")
     stop = threading.Event()
     restore = stop_on_signals(stop, log)
@@ -56,9 +60,16 @@ def run(args) -> int:
         log.info(f"bound {args.bind} ({pattern.upper()})")
         pub = Publisher(sock, stop=stop, watch=watch, log=log)
         metrics = Metrics(args.metrics_every)
-        publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos)
+        try:
+            publish(source, pub, mapping, log=log, metrics=metrics, end_of_stream=not args.no_eos, record=recorder)
+        finally:
+            if recorder is not None:
+                recorder.close()
         summary = {"messages": pub.sent_messages, "events": pub.sent_events, "stream_id": pub.stream_id,
                    "elapsed_s": round(metrics.clock() - metrics.t0, 3)}
+        if recorder is not None:
+            summary.update(recorded=recorder.path, recorded_events=recorder.written_events,
+                           record_skipped_events=recorder.skipped_events)
         if args.json:
             log.info("summary", **summary)
         else:
@@ -74,3 +85,18 @@ def run(args) -> int:
                        linger_ms=-1 if pattern == "push" and not stop.is_set() else LINGER_MS)
         restore()
     return 0
+
+
+def recorder_from(path, source, mapping, log):
+    """An AEDAT4 recorder for ``--record`` (None without it), at the mapped sensor size."""
+    if not path:
+        return None
+    import os
+
+    from ..errors import EvrtError
+    from ..pipeline.dvio import AedatRecorder
+    src_path = getattr(source, "name", "").partition("file:")[2]
+    if src_path and os.path.exists(src_path) and os.path.exists(path) and os.path.samefile(src_path, path):
+        raise EvrtError(f"--record {path} is the recording being replayed; evrt never overwrites its input")
+    size = getattr(source, "sensor_size", (0, 0))
+    return AedatRecorder(path, mapping.out_size(size) if size and min(size) > 0 else size, log=log)

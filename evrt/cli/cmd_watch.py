@@ -18,20 +18,41 @@ def register(sub) -> None:
     p.add_argument("--idle-exit", type=float, metavar="S", help="exit when nothing arrives for S seconds")
     p.add_argument("--until-eos", action="store_true", help="exit at the end of the first stream")
     p.add_argument("--curve-keys", metavar="DIR", help="CURVE client keys (made by `evrt keys DIR`)")
+    p.add_argument("--web", metavar="[HOST:]PORT",
+                   help="also serve a live page of the predictions here (host 127.0.0.1 unless given; needs the "
+                        "[web] extra)")
+    p.add_argument("--web-rate", type=float, default=10.0, metavar="HZ", help="page updates per second at most")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..pipeline.metrics import Log
+
+    log = Log("watch", args.json)
+    server = live = None
+    if args.web:
+        from ..web import LiveState
+        from ..web.server import WebServer, parse_web_addr
+        host, port = parse_web_addr(args.web)
+        live = LiveState(title=f"evrt watch · {args.connect}")
+        server = WebServer(live, host, port, rate_hz=args.web_rate, log=log).start()
+    try:
+        return _watch(args, log, live)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _watch(args, log, live) -> int:
     import zmq
 
     from ..pipeline.classify import prediction_printer
     from .options import curve_from
-    from ..pipeline.metrics import Log, stop_on_signals
+    from ..pipeline.metrics import stop_on_signals
     from ..pipeline.protocol import TOPIC_EOS, ProtocolError, decode_json
     from ..pipeline.sockets import open_socket
     from ..streaming import Prediction
 
-    log = Log("watch", args.json)
     stop = threading.Event()
     restore = stop_on_signals(stop, log)
     ctx = zmq.Context()
@@ -56,13 +77,20 @@ def run(args) -> int:
                 topic, obj = decode_json(sock.recv_multipart())
             except ProtocolError:
                 bad += 1
+                if live is not None:
+                    live.extra_drops["malformed_messages"] = bad
                 continue
             if topic == TOPIC_EOS:
                 log.info("end of stream", **obj)
+                if live is not None:
+                    live.end_of_stream(obj)
                 if args.until_eos:
                     break
                 continue
-            show(Prediction.from_dict(obj))
+            pred = Prediction.from_dict(obj)
+            show(pred)
+            if live is not None:
+                live.prediction(pred)
             n += 1
             if args.limit is not None and n >= args.limit:
                 break

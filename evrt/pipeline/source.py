@@ -16,13 +16,13 @@ import numpy as np
 import zmq
 
 from ..errors import EvrtError
-from ..events import as_events, make_events
+from ..events import EVENT_DTYPE, as_events, make_events
 from .protocol import END_OF_STREAM, EVENTS, RESET, encode
 
 __all__ = ["SensorMap", "ArraySource", "FileSource", "InivationSource", "DvNetworkSource", "open_source",
            "list_cameras", "Publisher", "publish", "CAMERA_HELP"]
 
-CAMERA_HELP = ("camera SPEC: auto | inivation[:SERIAL] | dv://HOST:PORT | file:PATH[?speed=1.0|max]")
+CAMERA_HELP = ("camera SPEC: auto | inivation[:SERIAL] | dv://HOST:PORT[?reconnect=0] | file:PATH[?speed=1.0|max]")
 PACKET_US = 10_000  # replay packet length: what a USB camera typically delivers per read
 
 
@@ -153,83 +153,125 @@ class FileSource(ArraySource):
 
 
 def _dv():
-    try:
-        import dv_processing as dv
-    except ImportError:
-        return None
-    return dv
+    from .dvio import dv_module
+    return dv_module(required=False)
 
 
-_NO_DV = ("the dv-processing package is not installed (needed for iniVation cameras and dv:// streams); "
-          'install it with: pip install "evrt[camera]"')
+def _no_dv():
+    from .dvio import NO_DV
+    return EvrtError(NO_DV)
 
 
 def _dv_packets(reader, name, stop: threading.Event, idle_s=0.001):
-    """Packets from a dv-processing reader (CameraCapture or NetworkReader) as EVENT_DTYPE arrays."""
-    running = getattr(reader, "isRunning", None) or getattr(reader, "isConnected", None) or (lambda: True)
-    while running():
+    """Packets from a dv-processing reader (a camera or a NetworkReader) as EVENT_DTYPE arrays, until
+    the reader stops running."""
+    from .dvio import from_store
+    while reader.isRunning():
         if stop.is_set():
             return
         batch = reader.getNextEventBatch()
         if batch is None:
             stop.wait(idle_s)  # the driver has nothing yet; do not spin a shared core
             continue
-        a = batch.numpy()
-        if len(a):
-            yield make_events(a["timestamp"], a["x"], a["y"], a["polarity"])
-    raise EvrtError(f"{name}: the stream stopped (camera unplugged or sender closed)")
+        ev = from_store(batch)
+        if len(ev):
+            yield ev
 
 
 class InivationSource:
-    def __init__(self, serial: str = ""):
-        dv = _dv()
+    """A USB camera through dv_processing.io.camera (dv-processing 2.0)."""
+
+    def __init__(self, serial: str = "", dv=None):
+        from .dvio import open_camera
+        dv = dv or _dv()
         if dv is None:
-            raise EvrtError(_NO_DV)
-        try:
-            self.cam = dv.io.CameraCapture(serial) if serial else dv.io.CameraCapture()
-        except Exception as exc:  # the driver raises plain RuntimeError with its own text
-            raise EvrtError(f"cannot open iniVation camera {serial or '(first found)'}: {exc}") from None
-        if hasattr(self.cam, "isEventStreamAvailable") and not self.cam.isEventStreamAvailable():
+            raise _no_dv()
+        self.cam = open_camera(serial, dv)
+        if not self.cam.isEventStreamAvailable():
             raise EvrtError(f"camera {self.cam.getCameraName()} provides no event stream")
         self.name = f"inivation:{self.cam.getCameraName()}"
         self.stop = threading.Event()
         self.sensor_size = tuple(int(v) for v in self.cam.getEventResolution())
 
     def __iter__(self):
-        return _dv_packets(self.cam, self.name, self.stop)
+        yield from _dv_packets(self.cam, self.name, self.stop)
+        if not self.stop.is_set():
+            raise EvrtError(f"{self.name}: the camera stopped sending (unplugged?)")
 
     def close(self):
         self.cam = None
 
 
 class DvNetworkSource:
-    def __init__(self, host: str, port: int):
+    """A DV network stream (dv-processing's NetworkWriter, DV's "net" output). When the sender goes away
+    the source reports it (``on_disconnect``), retries every ``retry_s`` until the sender is back or the
+    source is stopped, and reports that too (``on_reconnect``); ``publish`` turns these into
+    END_OF_STREAM and RESET so the classifier finishes the old stream and starts the new one fresh.
+    ``reconnect=False``: the stream ending is an error, as for a camera."""
+
+    def __init__(self, host: str, port: int, log=None, reconnect: bool = True, retry_s: float = 0.5):
         dv = _dv()
         if dv is None:
-            raise EvrtError(_NO_DV)
-        try:
-            self.reader = dv.io.NetworkReader(host, int(port))
-        except Exception as exc:
-            raise EvrtError(f"cannot connect to DV stream dv://{host}:{port}: {exc}") from None
-        if not self.reader.isEventStreamAvailable():
-            raise EvrtError(f"dv://{host}:{port} carries no event stream")
+            raise _no_dv()
+        self.dv, self.host, self.port, self.log = dv, host, int(port), log
         self.name = f"dv://{host}:{port}"
+        self.reconnect, self.retry_s = reconnect, float(retry_s)
         self.stop = threading.Event()
+        self.on_disconnect = self.on_reconnect = None
+        self.reconnects = 0
+        self.reader = self._connect(first=True)
+        if not self.reader.isEventStreamAvailable():
+            raise EvrtError(f"{self.name} carries no event stream")
         res = self.reader.getEventResolution()
         self.sensor_size = tuple(int(v) for v in res) if res is not None else (0, 0)
 
+    def _connect(self, first: bool = False):
+        from .dvio import first_line
+        try:
+            return self.dv.io.NetworkReader(self.host, self.port)
+        except Exception as exc:
+            if first:
+                raise EvrtError(f"cannot connect to DV stream {self.name}: {first_line(exc)}") from None
+            return None
+
     def __iter__(self):
-        return _dv_packets(self.reader, self.name, self.stop)
+        while True:
+            yield from _dv_packets(self.reader, self.name, self.stop)
+            if self.stop.is_set():
+                return
+            if not self.reconnect:
+                raise EvrtError(f"{self.name}: the stream stopped (sender closed)")
+            if self.log:
+                self.log.warn(f"{self.name}: the sender stopped; reconnecting every {self.retry_s:g} s")
+            if self.on_disconnect:
+                self.on_disconnect()
+            self.reader = None
+            while self.reader is None:
+                if self.stop.wait(self.retry_s):
+                    return
+                self.reader = self._connect()
+            self.reconnects += 1
+            res = self.reader.getEventResolution()
+            size = tuple(int(v) for v in res) if res is not None else (0, 0)
+            if self.log:
+                self.log.info(f"{self.name}: reconnected", reconnects=self.reconnects,
+                              sensor=f"{size[0]}x{size[1]}")
+            if size != self.sensor_size and self.log:
+                self.log.warn(f"{self.name}: the sensor changed from {self.sensor_size} to {size} on reconnect")
+            if self.on_reconnect:
+                self.on_reconnect()
 
     def close(self):
         self.reader = None
 
 
 def list_cameras() -> list:
+    """Connected iniVation cameras as "MODEL SERIAL" strings."""
+    from .dvio import discover
     dv = _dv()
     if dv is None:
-        raise EvrtError(_NO_DV)
-    return list(dv.io.discoverDevices())
+        raise _no_dv()
+    return [f"{model} {serial}" for model, serial in discover(dv)]
 
 
 def open_source(spec: str, log=None):
@@ -246,25 +288,30 @@ def open_source(spec: str, log=None):
             raise EvrtError(f"speed must be > 0 or max, got {speed}")
         return FileSource(path, speed=speed, log=log)
     if spec.startswith("dv://"):
-        host, _, port = spec[5:].rpartition(":")
+        addr, _, query = spec[5:].partition("?")
+        host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
-            raise EvrtError(f"{spec!r}: expected dv://HOST:PORT")
-        return DvNetworkSource(host, int(port))
+            raise EvrtError(f"{spec!r}: expected dv://HOST:PORT[?reconnect=0]")
+        reconnect = parse_qs(query).get("reconnect", ["1"])[0] not in ("0", "no", "false")
+        return DvNetworkSource(host, int(port), log=log, reconnect=reconnect)
     if spec == "inivation" or spec.startswith("inivation:"):
         return InivationSource(spec.partition(":")[2])
     if spec == "auto":
-        tried = []
         dv = _dv()
         if dv is None:
-            tried.append("iniVation cameras via dv-processing: not installed")
-        else:
-            found = list(dv.io.discoverDevices())
-            if found:
-                return InivationSource(found[0])
-            tried.append("iniVation cameras via dv-processing: none connected")
-        raise EvrtError("--camera auto found no camera. Tried: " + "; ".join(tried) +
-                        '. Install drivers with: pip install "evrt[camera]", or replay a recording with '
-                        "--camera file:PATH")
+            raise EvrtError("--camera auto found no camera: looked for iniVation USB cameras through "
+                            'dv-processing, which is not installed (pip install "evrt[camera]"); or replay a '
+                            "recording with --camera file:PATH")
+        from .dvio import discover
+        found = discover(dv)
+        if found:
+            if log:
+                log.info("cameras found: " + ", ".join(f"{m} {s}" for m, s in found) + f"; opening {found[0][1]}")
+            return InivationSource(found[0][1], dv)
+        raise EvrtError("--camera auto found no camera: looked for iniVation USB cameras (DVS128, DAVIS, "
+                        f"DVXplorer) through dv-processing {getattr(dv, '__version__', '')} "
+                        "(dv_processing.io.camera.discover), found 0; connect one, stream one with "
+                        "--camera dv://HOST:PORT, or replay a recording with --camera file:PATH")
     raise EvrtError(f"unknown camera {spec!r}; {CAMERA_HELP}")
 
 
@@ -325,12 +372,15 @@ class Publisher:
 
 
 def publish(source, pub: Publisher, mapping: SensorMap | None = None, log=None, metrics=None,
-            end_of_stream: bool = True) -> None:
+            end_of_stream: bool = True, record=None) -> None:
     """Map and send every packet of ``source`` until it ends or ``pub.stop`` is set, then (optionally)
-    send END_OF_STREAM so consumers flush their open window."""
+    send END_OF_STREAM so consumers flush their open window. ``record``: an object with ``write(events)``
+    (e.g. ``dvio.AedatRecorder``) that gets every mapped packet that was sent."""
     mapping = mapping or SensorMap()
     if isinstance(getattr(source, "stop", None), threading.Event):
         source.stop = pub.stop
+    if hasattr(source, "on_reconnect"):  # a network source that outlives its sender
+        source.on_disconnect, source.on_reconnect = pub.send_end, pub.send_reset
     in_size = getattr(source, "sensor_size", (0, 0))
     pub.sensor_size = mapping.out_size(in_size) if in_size and min(in_size) > 0 else pub.sensor_size
     if log:
@@ -344,6 +394,8 @@ def publish(source, pub: Publisher, mapping: SensorMap | None = None, log=None, 
             ev = mapping(pkt, in_size)
             if not pub.send_events(ev, t0, t1):
                 break
+            if record is not None:
+                record.write(ev)
             if metrics is not None:
                 metrics.events_in += len(pkt)
                 metrics.messages_in += 1
