@@ -23,7 +23,17 @@ from evrt.cli import main
 from evrt.errors import EvrtError
 from evrt.pipeline.metrics import Log
 from evrt.pipeline.source import DvNetworkSource, load_recording, open_source
-from evrt.pipeline.testing import Background, free_port
+from evrt.pipeline.testing import Background
+
+
+def free_port() -> int:
+    """A port nothing listens on now. Only for dv-processing's NetworkWriter, which takes a fixed port
+    in its own process (no port 0): start_writer retries if another process takes it first."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REC = os.path.join(HERE, "..", "examples", "data", "dvsgesture_synth", "user06_fluorescent_led.aedat")
