@@ -73,6 +73,10 @@ def _text(s: dict) -> str:
 def run(args) -> int:
     from ..formats import read_recording
 
-    s = summarize(read_recording(args.path))
+    import sys
+    rec = read_recording(args.path)
+    for note in rec.notes:  # e.g. labelled spans holding no events, which are not samples
+        print(f"evrt info: warning: {rec.path}: {note}", file=sys.stderr)
+    s = summarize(rec)
     print(json.dumps(s) if args.json else _text(s))
     return 0
