@@ -263,3 +263,30 @@ def test_replay_through_a_clock_jump_is_bounded(toy, tmp_path, capsys, gap):
     summary = json.loads(out.splitlines()[-1])
     from evrt.framing import MAX_EMPTY_STEPS
     assert summary["events_streamed"] == 1000 and summary["steps"] <= MAX_EMPTY_STEPS + 10
+
+
+def test_class_order_rule():
+    """The checkpoint's metadata wins; a contradicting flag is an error; unknown orders fall through."""
+    from types import SimpleNamespace
+
+    from evrt.checkpoint.classes import resolve_classes
+    from evrt.datasets.dvsgesture import class_names
+    from evrt.errors import CheckpointError
+
+    def ck(args=None, extra=None):
+        return SimpleNamespace(args=args, extra=extra or {}, path="ck.pth")
+
+    sj, ge = list(class_names("spikingjelly")), list(class_names("gesture"))
+    assert resolve_classes(ck({"label_order": "gesture"}), 11)[0] == ge
+    assert resolve_classes(ck({"label_order": "spikingjelly"}), 11)[0] == sj
+    assert resolve_classes(ck({"label_order": "digit"}), 10)[0] == [str(d) for d in range(10)]
+    assert resolve_classes(ck(extra={"classes": ["a", "b"]}), 2)[0] == ["a", "b"]
+    assert resolve_classes(ck({"label_order": "gesture"}), 11, ge)[0] == ge      # agreeing flag: fine
+    assert resolve_classes(ck({"label_order": "made-up"}), 11)[0] == sj          # not understood: default
+    assert resolve_classes(ck(), 3, ["x", "y", "z"])[0] == ["x", "y", "z"]
+    for bad in (lambda: resolve_classes(ck({"label_order": "gesture"}), 11, sj),
+                lambda: resolve_classes(ck({"label_order": "gesture"}), 10),
+                lambda: resolve_classes(ck({"classes": "abc"}), 3),
+                lambda: resolve_classes(ck(), 3, ["x"])):
+        with pytest.raises(CheckpointError):
+            bad()

@@ -245,11 +245,18 @@ def test_a_waiting_worker_says_why(ctx, monkeypatch):
     inp.close(0)
 
 
+# thread pools reserve address space per core (OpenBLAS buffers, glibc arenas): the budget is stated,
+# and tested, for one thread of each, as a deployment under `ulimit -v` would set them
+BUDGET_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "NUMBA_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+
+
 def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
     """docs/ROBUSTNESS.md states `evrt classify` runs in 1 GiB of address space whatever peers send.
-    main took three 300 MiB messages to 780 MB; here one 400 MiB message arrives under `ulimit -v 1 GiB`
-    (it would not fit next to the ~620 MB the process maps), then a normal stream is classified."""
+    main took three 300 MiB messages to 780 MB; here one 600 MiB message arrives under `ulimit -v 1 GiB`
+    (it would not fit next to the ~540 MB the process maps), then a normal stream is classified."""
     import json
+    import os
     import resource
     import subprocess
     import sys
@@ -268,13 +275,14 @@ def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "evrt", "classify", "--model", str(model),
                              "--connect", f"{big_addr},{ev_addr}", "--publish", pred_addr, "--pattern", "pull", "--count", "500", "--max-streams", "1",
                              "--idle-exit", "60", "--json", "--metrics-every", "0"], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                            env=dict(os.environ, **BUDGET_ENV))
     ctx = zmq.Context()
     try:
         big = open_socket(ctx, zmq.PUSH, big_addr, bind=True)
         tx = open_socket(ctx, zmq.PUSH, ev_addr, bind=True)
         sink = open_socket(ctx, zmq.PULL, pred_addr, bind=False)
-        huge = np.zeros(400 << 20, np.uint8)   # untouched zero pages: cheap for this process
+        huge = np.zeros(600 << 20, np.uint8)   # untouched zero pages: cheap for this process
         head = P.HEADER.pack(P.MAGIC, P.VERSION, P.EVENTS, 5, 0, 0, 0, len(huge) // 13, P.DTYPE_EVRT, 32, 32, 0)
         assert big.poll(60_000, zmq.POLLOUT)
         big.send_multipart([head, memoryview(huge)], copy=False)

@@ -1,7 +1,8 @@
 """Class names in output order, from what a checkpoint says about itself.
 
 The rule: a checkpoint's own metadata wins (its args or top-level entries: ``classes`` /
-``class_names``, or ``label_order`` = 'gesture' | 'spikingjelly' for the 11 DVS128 Gesture outputs);
+``class_names``, or ``label_order``: 'gesture' | 'spikingjelly' for the 11 DVS128 Gesture outputs,
+'digit' for N-MNIST's "0".."9");
 names given by the user must agree with it (the same names in the same order), else it is an error —
 a silently permuted class list scores a good model as a bad one. With no metadata, the user's names,
 else the default (DVS128 Gesture in spikingjelly's folder order for 11 outputs, ``class_i`` otherwise).
@@ -13,6 +14,19 @@ from ..errors import CheckpointError
 __all__ = ["classes_from_metadata", "resolve_classes"]
 
 _NAME_KEYS = ("classes", "class_names")
+
+
+def _gesture(order):
+    def names():
+        from ..datasets.dvsgesture import class_names
+        return list(class_names(order))
+    return names
+
+
+# label_order values training scripts save, and the output names each one means; an order not listed
+# here says nothing evrt can use, and the rule falls through to the next source of names
+_ORDERS = {"gesture": _gesture("gesture"), "spikingjelly": _gesture("spikingjelly"),
+           "digit": lambda: [str(d) for d in range(10)]}
 
 
 def classes_from_metadata(ckpt, num_classes: int) -> tuple:
@@ -29,15 +43,12 @@ def classes_from_metadata(ckpt, num_classes: int) -> tuple:
                                       f"{num_classes} outputs")
             return list(names), f"the checkpoint's {where} {key!r}"
         order = src.get("label_order")
-        if order is not None:
-            from ..datasets.dvsgesture import class_names
-            if num_classes != 11:
-                raise CheckpointError(f"{ckpt.path}: {where} label_order={order!r} names DVS128 Gesture's 11 "
-                                      f"classes, the model has {num_classes} outputs")
-            try:
-                return list(class_names(str(order))), f"the checkpoint's {where} label_order={order!r}"
-            except ValueError as exc:
-                raise CheckpointError(f"{ckpt.path}: {exc}") from None
+        names = _ORDERS.get(order)() if isinstance(order, str) and order in _ORDERS else None
+        if names is not None:
+            if len(names) != num_classes:
+                raise CheckpointError(f"{ckpt.path}: {where} label_order={order!r} names {len(names)} classes, the "
+                                      f"model has {num_classes} outputs")
+            return names, f"the checkpoint's {where} label_order={order!r}"
     return None, None
 
 
@@ -57,4 +68,5 @@ def resolve_classes(ckpt, num_classes: int, given=None) -> tuple:
     if own is not None:
         return own, where
     from ..archs import default_class_names
-    return default_class_names(num_classes)
+    names, note = default_class_names(num_classes)
+    return list(names), note

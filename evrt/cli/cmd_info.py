@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 
@@ -114,6 +116,9 @@ def run(args) -> int:
     if os.path.isdir(args.path):
         return run_dataset(args)
 
-    s = summarize(read_recording(args.path))
+    rec = read_recording(args.path)
+    for note in rec.notes:  # e.g. labelled spans holding no events, which are not samples
+        print(f"evrt info: warning: {rec.path}: {note}", file=sys.stderr)
+    s = summarize(rec)
     print(json.dumps(s) if args.json else _text(s))
     return 0
