@@ -138,7 +138,7 @@ def test_dvs128_orientations(tmp_path):
     assert rec.sensor_size == (128, 128) and rec.camera is None and rec.format == "aedat2"
     for ours, ref in zip(("t", "x", "y", "on"), ("t", "x", "y", "p")):
         np.testing.assert_array_equal(rec.events[ours], sj[ref])
-    # jAER (extractRetina128EventsFromAddr.m / DVS128 extractor): x mirrored, y as is, bit 0 clear = ON
+    # jAER (DVS128.Extractor): x mirrored, y as is, bit 0 clear = ON
     j = read_aedat2(p, orientation="jaer").events
     np.testing.assert_array_equal(j["x"], 127 - rx)
     np.testing.assert_array_equal(j["y"], ry)
