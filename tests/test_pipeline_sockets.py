@@ -222,7 +222,13 @@ def test_d_classifier_restart_mid_stream_resumes_fresh(ctx, graph):
     deadline = time.monotonic() + TIMEOUT
     while a.worker.metrics.messages_in < half and time.monotonic() < deadline:
         time.sleep(0.01)
-    a.close()  # the classifier dies mid-stream
+    # the classifier dies mid-stream; until the source's socket has seen it go, PUSH would still deal
+    # messages into the dead peer's queue (lost, as ZeroMQ documents), so wait for the disconnect
+    gone = tx.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    a.close()
+    assert gone.poll(int(TIMEOUT * 1000)), "the source never saw the classifier disconnect"
+    tx.disable_monitor()
+    gone.close(linger=0)
     b = Classifier(ctx, make_clf(graph, count=1200), src_addr, max_streams=1)
     sender = Background(lambda: [pub.send_events(p) for p in packets[half:]] + [pub.send_end()])
     sender.result(TIMEOUT)
