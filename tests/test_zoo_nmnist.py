@@ -115,3 +115,29 @@ def test_evrt_models_lists_the_real_data_model():
                          check=True, cwd=ROOT)
     listed = {m["name"]: m for m in json.loads(out.stdout)}
     assert NAME in listed and Path(listed[NAME]["path"]).is_file()
+
+
+def test_shipped_model_logits_match_the_reference_in_float64():
+    """Beyond argmax agreement: evrt's float64 logits equal the reference's on a few test recordings,
+    and differ between recordings (the head fires)."""
+    torch = require_torch()
+    from evrt.engine import Session
+    from evrt.framing import FrameSpec, clip_frames
+    from tools import train
+    from tools.reference.neurons import reset_states
+    c = card()
+    log = json.loads((MODEL / "train_log.json").read_text())
+    model = train.build(c["family"], log["hparams"])
+    model.load_state_dict(torch.load(MODEL / c["checkpoint"], map_location="cpu", weights_only=False)["state_dict"])
+    model = model.double().eval()
+    sess = Session(str(MODEL / c["file"]), precision="float64", mode="clip")
+    spec = FrameSpec.from_dict(log["framing"])
+    outs = []
+    for s in samples()[::20]:
+        with torch.no_grad():
+            reset_states(model)
+            ref = train.forward(c["family"], model, torch.from_numpy(clip_frames(s.events, spec))[None]).numpy()[0]
+        got = sess.run_clip(s.events).logits
+        assert np.allclose(got, ref, rtol=1e-9, atol=1e-9), (s.name, got, ref)
+        outs.append(got)
+    assert len({int(np.argmax(o)) for o in outs}) > 1 and not np.allclose(outs[0], outs[1])

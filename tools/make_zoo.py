@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -51,7 +52,10 @@ MODELS = {
 NMNIST_DATA = ROOT / "examples" / "data" / "nmnist"
 # name -> (family, run folder under --runs, why this run)
 NMNIST_MODELS = {
-    "sdt-nmnist": ("sdt", "sdt-nmnist", "single run; hyper-parameters fixed before training (no search)"),
+    "sdt-nmnist": ("sdt", "sdt-nmnist", "the better of two runs by validation accuracy (30 epochs: 92.7 %; "
+                   "50 epochs, otherwise identical: 92.0 %); a first 60-epoch run (shift 3) was stopped at "
+                   "epoch 8 to fit the CPU time budget; embed 64, pooling_stat 1110 (5x5 tokens) and T 8 were "
+                   "sized from a timing run, not searched"),
 }
 NMNIST_SOURCE = {
     "dataset": "N-MNIST (Orchard, Jayawant, Cohen, Thakor 2015, 'Converting static image datasets to spiking "
@@ -305,7 +309,7 @@ def nmnist_linear_baseline(train_root: Path, log: dict, test_samples) -> dict:
     feats = lambda names: np.stack([count_features(recs[n][1]) for n in names])  # noqa: E731
     X, y = feats(log["train_names"]), np.array([recs[n][0] for n in log["train_names"]])
     Xv, yv = feats(log["val_names"]), np.array([recs[n][0] for n in log["val_names"]])
-    grid = (0.001, 0.01, 0.1, 1.0)
+    grid = (0.01, 0.1, 1.0, 10.0, 100.0)
     val = {lam: float((ridge_fit(X, y, 10, lam)(Xv) == yv).mean()) for lam in grid}
     lam = max(grid, key=lambda l: (val[l], l))
     Xt = np.stack([count_features(s.events) for s in test_samples])
@@ -359,6 +363,8 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
     lin = nmnist_linear_baseline(train_root, log, samples)
     agree = float((ev_pred == ref_pred).mean())
     t = log
+    m = re.search(r"--threads (\d+)", t["command"])
+    threads = t.get("threads") or (int(m.group(1)) if m else "?")
     card = {
         "name": name, "family": family, "title": FAMILY_TITLE[family], "dataset": "nmnist", "file": "model.evrt",
         "checkpoint": log["checkpoint"], "checkpoint_container": graph.meta["source"]["container"],
@@ -386,7 +392,7 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
                      "command": t["command"].replace("/work/data/nmnist_small", "NMNIST_SMALL")
                                             .replace("/tmp/i18/runs/", "runs/"),
                      "train_seconds": t["train_s"],
-                     "device": f"CPU ({t['device']}, 1 thread, shared 2-core machine), torch {t['torch']}",
+                     "device": f"CPU ({t['device']}, {threads} thread(s), shared 2-core machine), torch {t['torch']}",
                      "validation_accuracy": t["val_acc"], "selection": why,
                      "reference_test_accuracy_at_training": t["test_acc_device"]},
         "accuracy": {"evrt": res.correct / n, "evrt_correct": res.correct, "reference": float((ref_pred == y).mean()),
@@ -435,8 +441,8 @@ def readme_nmnist(c: dict) -> str:
         f"({a['reference_correct']}/{a['n_samples']}) | {pct(a['agreement'])} | {pct(a['linear_baseline'])} "
         f"({lin['correct']}/{a['n_samples']}) | {pct(a['validation_accuracy'])} |", "",
         f"Linear baseline: {lin['method']} ({lin['n_train']} recordings; validation {pct(lin['validation_accuracy'])}).",
-        f"Validation: {d['validation']}. One test recording is 1 point; for scale, N-MNIST models trained "
-        "on all 60,000 training recordings score in the high 90s.", "",
+        f"Validation: {d['validation']}. One test recording is 1 point. The model saw {lin['n_train']} of "
+        "N-MNIST's 60,000 training recordings; models trained on all of them score about 99 % on the full test set.", "",
         "## Data and licence", "",
         f"- {d['dataset']}.",
         f"- Licence: {d['licence']}. Attribution: {d['attribution']}.",
@@ -458,8 +464,10 @@ def readme_nmnist(c: dict) -> str:
         f"Energy model {p['energy_model']}. Paper-style estimate = input firing rate x dense ops per layer. "
         f"Mean {p['events']:,.0f} events per recording.", "",
         "## Training", "",
-        f"- seed {t['seed']}, {t['epochs']} epochs (of {t['epochs_asked']} asked; a time budget sets the cosine "
-        f"schedule's length after epoch 1), {t['train_seconds']:.0f} s on {t['device']}; the final epoch is saved "
+        f"- seed {t['seed']}, {t['epochs']} epochs"
+        + (f" (of {t['epochs_asked']} asked; a time budget set the cosine schedule's length after epoch 1)"
+           if t["epochs"] != t["epochs_asked"] else "")
+        + f", {t['train_seconds']:.0f} s on {t['device']}; the final epoch is saved "
         "(no selection on the test recordings)",
         f"- run selection: {t['selection']}",
         f"- command: `{t['command']}` (NMNIST_SMALL = the subset's folder: <id>.bs2 files + train1K.txt)",

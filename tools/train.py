@@ -465,7 +465,7 @@ def main(argv=None) -> int:
                train_samples=int(len(X)), train_root=str(a.root), train_splits=a.train_splits,
                test_root=str(a.test_root or a.root), test_acc_device=te_acc, val_acc=val_acc, test_pred_device=te_pred.tolist(),
                test_names=te_names, dataset=a.dataset, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
-               device=str(dev), torch=torch.__version__, history=history,
+               device=str(dev), threads=torch.get_num_threads() if dev.type == "cpu" else None, torch=torch.__version__, history=history,
                command="python tools/train.py " + " ".join(sys.argv[1:] if argv is None else argv))
     if nm:
         log.update(val_names=val_names, val_count=int(len(y_mon)), val_pred=val_pred.tolist(),
