@@ -146,6 +146,8 @@ def zoo_models():
                     card = json.loads((d / "card.json").read_text())
                 except ValueError:
                     pass
+            if card.get("dataset", "dvsgesture") != "dvsgesture":   # benched on the synthetic gesture streams
+                continue
             ck = d / card["checkpoint"] if card.get("checkpoint") else None
             torch_ok = bool(ck and ck.is_file() and card.get("family") not in (None, "csdformer")
                             and card.get("hyper_parameters") and (card.get("framing") or {}).get("frame_spec"))

@@ -16,6 +16,15 @@ membranes (spikingjelly state, TSBN step counters) reset after every batch; augm
 translation of each clip's frames (= shifting its events; no flips: they would swap left/right classes).
 The final epoch is saved (no selection on the test split), in the family's public checkpoint container,
 with args from which `evrt convert` infers T, heads and framing; `<out>/train_log.json` holds the history.
+
+N-MNIST (`--dataset nmnist`, Spikformer / SDT / RTFormer): 2×34×34 count frames, T frames split by event
+number, labels = digits 0..9. `--root` is either the slayerPytorch subset (`<id>.bs2` 40-bit files with
+`train1K.txt`) or the official layout (`Train/<digit>/*.bin`); the last `--val-count` training recordings
+(by id) are held out for validation, which is what is reported during training. `--test-root` (official
+layout, its `Test` folder) is scored once, after the final epoch, and decides nothing.
+
+    python tools/train.py --dataset nmnist --family sdt --root /data/nmnist_small \
+        --test-root examples/data/nmnist --out runs/sdt-nmnist --T 8 --pooling-stat 1100 --shift 3
 """
 from __future__ import annotations
 
@@ -87,8 +96,13 @@ def generate(out, users: int, seed: int, test_users: int, sessions: int = 1, wor
     return stats
 
 
-def frame_spec(family: str, T: int):
+NMNIST_FAMILIES = ("spikformer", "sdt", "rtformer")   # the plain 2-channel count-frame families
+
+
+def frame_spec(family: str, T: int, dataset: str = "dvsgesture"):
     from evrt.framing import FrameSpec
+    if dataset == "nmnist":
+        return FrameSpec(T, (34, 34))
     if family == "spikingresformer":
         return FrameSpec(T, (128, 128), resize="antialias", sum_channel=True)
     if family == "csdformer":
@@ -118,6 +132,49 @@ def load_split(root, split: str, spec, limit: int | None = None, workers: int = 
             np.array([len(s.events) for s in samples]))
 
 
+def _frames(events, spec, workers: int):
+    jobs = [(ev, spec) for ev in events]
+    if workers > 1 and len(jobs) > 64:
+        from multiprocessing import Pool
+        with Pool(workers) as p:
+            return np.stack(p.map(_frames_one, jobs, chunksize=16))
+    return np.stack([_frames_one(j) for j in jobs])
+
+
+def nmnist_recordings(root, split: str, limit: int | None = None):
+    """[(name, label, events)] of an N-MNIST split: the slayerPytorch subset (`<id>.bs2` or `<id>.bin`
+    files listed with their digit in train1K.txt / test100.txt, in id order) or the official layout
+    (Train/Test digit folders, evrt.datasets.nmnist's order)."""
+    from evrt.formats.atis_bin import read_atis_bin
+    root = Path(root)
+    listing = root / {"train": "train1K.txt", "test": "test100.txt"}[split]
+    if not listing.exists():
+        from evrt.datasets.nmnist import NMNIST
+        ds = NMNIST(root, split=split)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        return [(s.name, s.label, s.events) for s in (ds[i] for i in range(n))]
+    rows = []
+    for line in listing.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            rid, label = (int(v) for v in line.split()[:2])
+            rows.append((rid, label))
+    rows.sort()
+    out = []
+    for rid, label in rows[:limit]:
+        path = next((root / f"{rid}{ext}" for ext in (".bs2", ".bin") if (root / f"{rid}{ext}").exists()), None)
+        if path is None:
+            raise SystemExit(f"{listing}: recording {rid} has no {rid}.bs2 or {rid}.bin in {root}")
+        out.append((str(rid), label, read_atis_bin(path).events))
+    return out
+
+
+def load_nmnist(root, split: str, spec, limit: int | None = None, workers: int = 1):
+    """(frames float16 [N, T, 2, 34, 34], labels int64 [N] = digit, names, events per sample)."""
+    recs = nmnist_recordings(root, split, limit)
+    return (_frames([e for _, _, e in recs], spec, workers), np.array([y for _, y, _ in recs], np.int64),
+            [n for n, _, _ in recs], np.array([len(e) for _, _, e in recs]))
+
+
 # ---------------------------------------------------------------------------------------------- models
 def default_hparams(family: str) -> dict:
     base = dict(embed=64, heads=4, depth=1, mlp_ratio=4.0, T=16, pooling_stat="1111", window=4,
@@ -133,24 +190,25 @@ def default_hparams(family: str) -> dict:
 
 def build(family: str, hp: dict):
     import importlib
+    K = int(hp.get("num_classes", 11))
     ints = lambda s: tuple(int(v) for v in str(s).split(","))  # noqa: E731
     if family == "csdformer":
         R = importlib.import_module("tools.reference.csdformer")
         return R.build_model(img_size=hp["img_size"], embed_dim=hp["embed"], num_heads=hp["heads"], depth=hp["depth"],
-                             mlp_ratio=hp["mlp_ratio"], L=hp["L"], num_classes=11, in_scale=hp["in_scale"])
+                             mlp_ratio=hp["mlp_ratio"], L=hp["L"], num_classes=K, in_scale=hp["in_scale"])
     from tools.reference import RTFormer, SDT, Spikformer, SpikingResformer
     if family == "spikformer":
-        return Spikformer(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratios=hp["mlp_ratio"],
+        return Spikformer(num_classes=K, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratios=hp["mlp_ratio"],
                           depths=hp["depth"], in_channels=2, T=hp["T"])
     if family == "sdt":
-        return SDT(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
+        return SDT(num_classes=K, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
                    depths=hp["depth"], in_channels=2, T=hp["T"], pooling_stat=hp["pooling_stat"])
     if family == "rtformer":
-        return RTFormer(num_classes=11, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
+        return RTFormer(num_classes=K, embed_dims=hp["embed"], num_heads=hp["heads"], mlp_ratio=hp["mlp_ratio"],
                         depths=hp["depth"], in_channels=2, T=hp["T"], pooling_stat=hp["pooling_stat"],
                         window=hp["window"])
     if family == "spikingresformer":
-        return SpikingResformer("dvsg", num_classes=11, T=hp["T"], img_size=64, in_channels=3,
+        return SpikingResformer("dvsg", num_classes=K, T=hp["T"], img_size=64, in_channels=3,
                                 planes=ints(hp["planes"]), num_heads=ints(hp["res_heads"]),
                                 patch_sizes=ints(hp["patches"]), blocks=ints(hp["blocks"]),
                                 group_size=int(hp["group"]), neuron="plif")
@@ -199,9 +257,10 @@ def evaluate(family, model, x, y, dev, batch_size=64):
 
 def checkpoint_args(family, hp, a, extra) -> argparse.Namespace:
     ns = dict(model=family, T=hp["T"], num_heads=hp["heads"], embed_dims=hp["embed"], depths=hp["depth"],
-              mlp_ratio=hp["mlp_ratio"], num_classes=11, seed=a.seed, epochs=extra["epochs"], lr=hp["lr"],
-              weight_decay=hp["weight_decay"], batch_size=hp["batch_size"], data=str(a.root),
-              label_order="gesture", framing=frame_spec(family, hp["T"]).to_dict(), shift_aug=hp["shift"])
+              mlp_ratio=hp["mlp_ratio"], num_classes=int(hp.get("num_classes", 11)), seed=a.seed,
+              epochs=extra["epochs"], lr=hp["lr"], weight_decay=hp["weight_decay"], batch_size=hp["batch_size"],
+              data=str(a.root), dataset=a.dataset, label_order="digit" if a.dataset == "nmnist" else "gesture",
+              framing=frame_spec(family, hp["T"], a.dataset).to_dict(), shift_aug=hp["shift"])
     if family in ("sdt", "rtformer"):
         ns["pooling_stat"] = hp["pooling_stat"]
     if family == "rtformer":
@@ -236,7 +295,12 @@ def save(family, model, path, args, epoch, metric):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", choices=FAMILIES)
-    ap.add_argument("--root", type=Path, required=True, help="training data (original DvsGesture layout)")
+    ap.add_argument("--dataset", choices=("dvsgesture", "nmnist"), default="dvsgesture")
+    ap.add_argument("--root", type=Path, required=True,
+                    help="training data (original DvsGesture layout; nmnist: slayer subset or official layout)")
+    ap.add_argument("--val-count", type=int, default=150,
+                    help="nmnist: the last N training recordings (by id) are held out for validation")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--test-root", type=Path, default=None,
                     help="data whose test split is reported each epoch (default: --root)")
     ap.add_argument("--train-splits", default="train", help="splits of --root to train on, e.g. train,test")
@@ -270,6 +334,8 @@ def main(argv=None) -> int:
         ap.error("--family and --out are required for training")
 
     import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -283,22 +349,37 @@ def main(argv=None) -> int:
             hp[k] = v
     if fam == "csdformer":
         hp["T"] = 1
-    spec = frame_spec(fam, hp["T"])
+    nm = a.dataset == "nmnist"
+    if nm:
+        if fam not in NMNIST_FAMILIES:
+            ap.error(f"--dataset nmnist trains {', '.join(NMNIST_FAMILIES)} (2-channel count frames), not {fam}")
+        hp["num_classes"] = 10
+    spec = frame_spec(fam, hp["T"], a.dataset)
     a.out.mkdir(parents=True, exist_ok=True)
     log_path = a.out / "train_log.json"
     t0 = time.time()
-    xs, ys = [], []
-    for split in a.train_splits.split(","):
-        x, y, _, _ = load_split(a.root, split, spec, a.limit, a.workers)
-        xs.append(x)
-        ys.append(y)
-    x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
-    x_te, y_te, te_names, _ = load_split(a.test_root or a.root, "test", spec, a.limit, a.workers)
+    if nm:   # monitor = held-out validation recordings; the test recordings are scored once, at the end
+        x_all, y_all, names_all, n_ev = load_nmnist(a.root, "train", spec, a.limit, a.workers)
+        nv = min(a.val_count, len(y_all) // 2)
+        x_tr, y_tr, x_va, y_va = x_all[:-nv], y_all[:-nv], x_all[-nv:], y_all[-nv:]
+        val_names = names_all[-nv:]
+        x_te, y_te, te_names, _ = load_nmnist(a.test_root or a.root, "test", spec, None, a.workers)
+        x_mon, y_mon = x_va, y_va
+    else:
+        xs, ys = [], []
+        for split in a.train_splits.split(","):
+            x, y, _, _ = load_split(a.root, split, spec, a.limit, a.workers)
+            xs.append(x)
+            ys.append(y)
+        x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
+        x_te, y_te, te_names, _ = load_split(a.test_root or a.root, "test", spec, a.limit, a.workers)
+        x_mon, y_mon = x_te, y_te
     print(f"[{fam}] data: train {x_tr.shape} test {x_te.shape} frames {spec.to_dict()} "
           f"({time.time() - t0:.1f}s)  hparams {hp}", flush=True)
     X = torch.from_numpy(x_tr).to(dev)
     Y = torch.from_numpy(y_tr).to(dev)
     Xte = torch.from_numpy(x_te)
+    Xmon = torch.from_numpy(x_mon)
 
     model = build(fam, hp).to(dev)
     params = sum(p.numel() for p in model.parameters())
@@ -356,17 +437,22 @@ def main(argv=None) -> int:
                       f"{plan['epochs']}", flush=True)
                 plan["epochs"] = fit
         do_eval = epoch % max(1, plan["epochs"] // 10) == 0 or epoch == plan["epochs"]
-        te_acc = evaluate(fam, model, Xte, y_te, dev)[0] if do_eval else None
-        row = dict(epoch=epoch, loss=tot_loss / n, train_acc=tot_ok / n, test_acc=te_acc, lr=sched.get_last_lr()[0],
+        mon = "val" if nm else "test"
+        te_acc = evaluate(fam, model, Xmon, y_mon, dev)[0] if do_eval else None
+        row = dict(epoch=epoch, loss=tot_loss / n, train_acc=tot_ok / n, lr=sched.get_last_lr()[0],
                    epoch_s=round(ep_s, 2))
+        row[f"{mon}_acc"] = te_acc
         history.append(row)
         print(f"[{fam}] epoch {epoch}/{plan['epochs']} loss {row['loss']:.4f} train {row['train_acc']:.3f} "
-              + (f"test {te_acc:.3f} " if te_acc is not None else "") + f"({ep_s:.1f}s, {time.time() - t0:.0f}s total)",
+              + (f"{mon} {te_acc:.3f} " if te_acc is not None else "") + f"({ep_s:.1f}s, {time.time() - t0:.0f}s total)",
               flush=True)
     train_s = time.time() - t_train
     te_acc, te_pred = evaluate(fam, model, Xte, y_te, dev)
     val_acc = None
-    if a.val:
+    if nm:
+        val_acc, val_pred = evaluate(fam, model, Xmon, y_mon, dev)
+        print(f"[{fam}] validation (last {len(y_mon)} training recordings): {val_acc:.3f}", flush=True)
+    elif a.val:
         x_va, y_va, _, _ = load_split(a.root, "test", spec, a.limit, a.workers)
         val_acc = evaluate(fam, model, torch.from_numpy(x_va), y_va, dev)[0]
         print(f"[{fam}] validation ({a.root} test split, {len(y_va)} samples): {val_acc:.3f}", flush=True)
@@ -378,9 +464,12 @@ def main(argv=None) -> int:
     log = dict(family=fam, hparams=hp, params=params, checkpoint=ckpt_path.name, framing=spec.to_dict(),
                train_samples=int(len(X)), train_root=str(a.root), train_splits=a.train_splits,
                test_root=str(a.test_root or a.root), test_acc_device=te_acc, val_acc=val_acc, test_pred_device=te_pred.tolist(),
-               test_names=te_names, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
-               device=str(dev), torch=torch.__version__, history=history,
+               test_names=te_names, dataset=a.dataset, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
+               device=str(dev), threads=torch.get_num_threads() if dev.type == "cpu" else None, torch=torch.__version__, history=history,
                command="python tools/train.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    if nm:
+        log.update(val_names=val_names, val_count=int(len(y_mon)), val_pred=val_pred.tolist(),
+                   train_names=names_all[:len(y_tr)], train_events_mean=float(n_ev[:len(y_tr)].mean()))
     log_path.write_text(json.dumps(log, indent=1))
     print(f"[{fam}] done: test {te_acc:.3f}, {params} params, {train_s:.0f}s training -> {ckpt_path}", flush=True)
     return 0

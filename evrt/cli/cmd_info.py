@@ -109,8 +109,6 @@ def run_dataset(args) -> int:
 
 
 def run(args) -> int:
-    import os
-
     from ..formats import read_recording
 
     if os.path.isdir(args.path):
