@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import EvrtError
-from .events import EVENT_DTYPE
 
 __all__ = ["FIT_MODES", "DEFAULT_FIT", "outside_mask", "count_outside", "drop_outside", "crop", "center_box",
            "center_crop", "flip", "downsample", "FitPlan", "plan_fit", "fit_to_sensor", "describe_fit",
@@ -34,8 +33,8 @@ def _size(size) -> tuple:
 
 
 def _with_xy(ev: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """A copy of ``ev`` with new coordinates (already checked to fit uint16)."""
-    out = np.empty(len(ev), EVENT_DTYPE)
+    """A copy of ``ev`` (an EVENT_DTYPE array) with new coordinates (already checked to fit uint16)."""
+    out = np.empty(len(ev), ev.dtype)  # not EVENT_DTYPE by import: evrt.events uses this module
     out["t"], out["on"] = ev["t"], ev["on"]
     out["x"], out["y"] = x, y
     return out

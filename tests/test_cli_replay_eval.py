@@ -1,5 +1,6 @@
 """`evrt replay` and `evrt eval` through evrt.cli.main, on the toy model and small generated recordings."""
 import json
+import threading
 import time
 
 import numpy as np
@@ -274,6 +275,8 @@ def test_replay_speed_paces_by_timestamps(capsys, tmp_path, models, speed, monke
     monkeypatch.setattr(time, "perf_counter", clock.perf_counter)
     monkeypatch.setattr(time, "monotonic", clock.perf_counter)
     monkeypatch.setattr(time, "sleep", clock.sleep)
+    # the paced source waits on its stop event (so a stop cuts a wait short): that wait is virtual too
+    monkeypatch.setattr(threading.Event, "wait", lambda self, timeout=None: (clock.sleep(timeout or 0.0), self.is_set())[1])
     code, out, _ = cli(capsys, "replay", tmp_path / "short.npz", "--model", models["recording"],
                        "--speed", str(speed), "--count", "100", "--json")
     monkeypatch.undo()

@@ -97,7 +97,7 @@ def test_ill_typed_or_bad_attribute(tmp_path, model, op, key, value, words):
     ("attn.q", "w", lambda a: a.astype(np.complex128), "parameter 'w' has dtype complex128"),
     ("attn.q", "w", lambda a: a.astype("U8"), "parameter 'w' has dtype <U8"),
     ("attn.q", "w", lambda a: np.array([a, None], dtype=object), "parameter 'w' has dtype object"),
-    ("attn.q", "b", lambda a: np.full_like(a, np.nan), "parameter 'b' holds NaN"),
+    ("attn.q", "b", lambda a: np.full_like(a, np.nan), "parameter 'b' holds non-finite"),
 ])
 def test_bad_parameter(tmp_path, model, op, key, bad, words):
     doc, arrays = model

@@ -51,8 +51,8 @@ def test_predict_refuses_a_recording_with_no_usable_events(toy, tmp_path, capsys
         p = tmp_path / "empty.npz"
         write_npz(p, make_events([], [], [], []))
     elif case == "out_of_sensor":   # the toy model's sensor is 32x32; main printed "2 events" and a class
-        p = tmp_path / "oob.npz"
-        write_npz(p, make_events([1, 2], [40, 50], [1, 2], [1, 0]))
+        p = tmp_path / "oob.npz"   # (the file states its 32x32 sensor: nothing for --fit to map)
+        write_npz(p, make_events([1, 2], [40, 50], [1, 2], [1, 0]), sensor_size=(32, 32))
     else:
         p = tmp_path / "header.aedat"
         p.write_bytes(b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n")
@@ -63,7 +63,7 @@ def test_predict_refuses_a_recording_with_no_usable_events(toy, tmp_path, capsys
 
 def test_predict_reports_the_events_it_used(toy, tmp_path, capsys):
     p = tmp_path / "mixed.npz"
-    write_npz(p, make_events([1, 2, 3], [40, 5, 6], [1, 2, 3], [1, 0, 1]))
+    write_npz(p, make_events([1, 2, 3], [40, 5, 6], [1, 2, 3], [1, 0, 1]), sensor_size=(32, 32))
     code, out, err = cli(capsys, "predict", toy, p, "--json")
     assert code == 0 and json.loads(out)["events"] == 2 and "1/3" not in out and "warning" in err
 

@@ -1,6 +1,7 @@
 """Issue 14, the pipeline half: hostile peers, clock jumps, many cameras into one classifier.
 
-Workers run in threads on 127.0.0.1 sockets (port 0 style: free_port), every wait has a deadline."""
+Workers run in threads on loopback ports the OS picks (bind_any); subprocesses meet on private ipc://
+endpoints (a fresh path each); every wait has a deadline."""
 from __future__ import annotations
 
 import io
@@ -16,7 +17,7 @@ from evrt.pipeline.classify import ClassifyWorker
 from evrt.pipeline.metrics import Log, Metrics
 from evrt.pipeline.sockets import Curve, PeerWatch, make_keys, open_socket
 from evrt.pipeline.source import ArraySource, Publisher
-from evrt.pipeline.testing import Background, FakeSession, collect_predictions, free_port, synthetic_events, tcp
+from evrt.pipeline.testing import Background, FakeSession, bind_any, collect_predictions, private_endpoint, synthetic_events
 from evrt.streaming import StreamClassifier
 
 TIMEOUT = 30.0
@@ -102,8 +103,7 @@ def test_events_per_step_are_bounded():
 
 
 def test_oversized_message_is_refused_by_zeromq_and_the_worker_goes_on(ctx):
-    addr = tcp(free_port())
-    rx = open_socket(ctx, zmq.PULL, addr, bind=True, max_msg_bytes=64 << 10)
+    rx, addr = bind_any(ctx, zmq.PULL, max_msg_bytes=64 << 10)
     assert rx.maxmsgsize == 64 << 10
     big = open_socket(ctx, zmq.PUSH, addr, bind=False)
     big.send_multipart([b"x" * 54, b"\0" * (1 << 20)])      # 1 MiB > 64 KiB: the peer is cut off
@@ -155,12 +155,10 @@ def test_sessions_are_bounded_and_the_idlest_is_evicted_with_a_log_line():
 def test_shards_split_streams_between_classifiers_without_double_counting(ctx):
     """Fan-out (every SUB gets every message) + --shard K/N: each stream is classified by exactly one
     of N classifiers, and the union of their predictions equals a lone run of each stream."""
-    addr = tcp(free_port())
-    tx = open_socket(ctx, zmq.PUB, addr, bind=True, hwm=10_000)
+    tx, addr = bind_any(ctx, zmq.PUB, hwm=10_000)
     workers, outs, sinks = [], [], []
     for k in range(2):
-        out_addr = tcp(free_port())
-        out = open_socket(ctx, zmq.PUSH, out_addr, bind=True, hwm=10_000)
+        out, out_addr = bind_any(ctx, zmq.PUSH, hwm=10_000)
         sinks.append(open_socket(ctx, zmq.PULL, out_addr, bind=False, hwm=10_000))
         inp = open_socket(ctx, zmq.SUB, addr, bind=False, hwm=10_000)
         w = ClassifyWorker(fake_clf(), inp, out, shard=(k, 2), metrics=Metrics(0))
@@ -196,7 +194,7 @@ def test_shards_split_streams_between_classifiers_without_double_counting(ctx):
 def test_pull_predictions_with_no_consumer_are_counted_not_a_stall(ctx):
     """main: `classify --pattern pull --print` with nobody taking predictions stalled once the PUSH
     queue filled, while the source reported the stream delivered."""
-    out = open_socket(ctx, zmq.PUSH, tcp(free_port()), bind=True, hwm=2)
+    out, _ = bind_any(ctx, zmq.PUSH, hwm=2)
     log, buf = logger()
     w = ClassifyWorker(fake_clf(count=10), None, out, log=log, peers=PeerWatch(out))
     t0 = time.monotonic()
@@ -211,8 +209,7 @@ def test_refused_curve_peer_is_logged(ctx, tmp_path):
     make_keys(tmp_path / "keys")
     make_keys(tmp_path / "intruder")
     curve = Curve(tmp_path / "keys")
-    addr = tcp(free_port())
-    srv = open_socket(ctx, zmq.PUSH, addr, bind=True, curve=curve)
+    srv, addr = bind_any(ctx, zmq.PUSH, curve=curve)
     log, buf = logger()
     watch = PeerWatch(srv, log, "consumer")
     bad_ctx = zmq.Context()
@@ -232,7 +229,7 @@ def test_refused_curve_peer_is_logged(ctx, tmp_path):
 def test_a_waiting_worker_says_why(ctx, monkeypatch):
     import evrt.pipeline.classify as C
     monkeypatch.setattr(C, "WAIT_REPORT_S", 0.2)
-    inp = open_socket(ctx, zmq.PULL, tcp(free_port()), bind=True)
+    inp, _ = bind_any(ctx, zmq.PULL)
     log, buf = logger()
     w = ClassifyWorker(fake_clf(), inp, log=log)
     bg = Background(w.run)
@@ -265,7 +262,7 @@ def test_classify_keeps_to_its_memory_budget_under_ulimit(tmp_path):
     from evrt.toy import toy_graph
     model = tmp_path / "toy.evrt"
     toy_graph(seed=3, T=4).save(str(model))
-    ev_addr, big_addr, pred_addr = tcp(free_port()), tcp(free_port()), tcp(free_port())
+    ev_addr, big_addr, pred_addr = private_endpoint(), private_endpoint(), private_endpoint()
     budget = 1 << 30
 
     def limit():
@@ -307,8 +304,7 @@ def test_watch_survives_malformed_predictions(ctx, capsys):
     """main: `evrt watch` given [b'pred', b'{}'] or a JSON list died with a traceback."""
     from evrt.cli import main
     from evrt.streaming import Prediction
-    addr = tcp(free_port())
-    tx = open_socket(ctx, zmq.PUSH, addr, bind=True)
+    tx, addr = bind_any(ctx, zmq.PUSH)
     good = Prediction(0, 0, 10, 5, 1, "b", 0.5, [0.1, 0.9], 1.0, 7, 0)
 
     def send():
@@ -331,7 +327,7 @@ def test_classify_bad_options_are_one_line_errors(tmp_path, capsys, opt):
     from evrt.toy import toy_graph
     model = tmp_path / "toy.evrt"
     toy_graph(seed=3, T=4).save(str(model))
-    code = main(["classify", "--model", str(model), "--connect", tcp(free_port()), "--publish", tcp(free_port()),
+    code = main(["classify", "--model", str(model), "--connect", private_endpoint(), "--publish", private_endpoint(),
                  *opt])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -160,19 +160,26 @@ def test_page_is_package_data_without_external_assets():
         assert external not in page.replace('"https:" ? "wss://"', ""), external
 
 
-def test_watch_web_shows_a_remote_classifiers_predictions():
+def test_watch_web_shows_a_remote_classifiers_predictions(monkeypatch):
     """`evrt watch --web` for a classifier elsewhere: the page state follows the published predictions."""
     import urllib.request
 
     import zmq
 
     from evrt.pipeline.protocol import TOPIC_PRED, encode_json
-    from evrt.pipeline.testing import Background, free_port, tcp
+    from evrt.pipeline.testing import Background, tcp
+    from evrt.web.server import WebServer
+    servers = []   # the page listens on a port the OS picks (--web 127.0.0.1:0); its server says which
+    start = WebServer.start
+
+    def recorded_start(self):
+        servers.append(self)
+        return start(self)
+    monkeypatch.setattr(WebServer, "start", recorded_start)
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    web = free_port()
-    watch = Background(main, ["watch", "--connect", tcp(port), "--web", f"127.0.0.1:{web}", "--limit", "40",
+    watch = Background(main, ["watch", "--connect", tcp(port), "--web", "127.0.0.1:0", "--limit", "40",
                               "--json"])
     try:
         state, i = {}, 0
@@ -181,6 +188,9 @@ def test_watch_web_shows_a_remote_classifiers_predictions():
             pub.send_multipart(encode_json(TOPIC_PRED, pred(i, 2 if i < 30 else 1).to_dict()))
             i += 1
             time.sleep(0.05)
+            web = servers[0].port if servers else 0
+            if not web:
+                continue  # not listening yet
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{web}/state.json", timeout=5) as r:
                     state = json.loads(r.read())

@@ -163,7 +163,7 @@ def test_zoo_names_resolve_wherever_a_model_is_taken():
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=[p.parent.name for p in CARDS])
-def test_reconverting_the_shipped_checkpoint_reproduces_the_model(card_path, test_samples, tmp_path):
+def test_reconverting_the_shipped_checkpoint_reproduces_the_model(card_path, tmp_path):
     """Issue 14: `evrt convert` of a zoo checkpoint gave the wrong class names (18 % instead of 95 %);
     the checkpoint's own label order must win, with no --classes flag."""
     from evrt.cli import main
@@ -177,7 +177,7 @@ def test_reconverting_the_shipped_checkpoint_reproduces_the_model(card_path, tes
     new, shipped = Graph.load(str(out)), Graph.load(str(card_path.parent / card["file"]))
     assert new.meta["classes"] == shipped.meta["classes"] == card["classes"]
     a, b = Session(new, precision="float32", mode="clip"), Session(shipped, precision="float32", mode="clip")
-    for s in test_samples[:3]:
+    for s in samples()[:3]:
         ra, rb = a.run_clip(s.events), b.run_clip(s.events)
         assert a.class_name(ra.class_index) == b.class_name(rb.class_index)
         np.testing.assert_allclose(ra.logits, rb.logits, rtol=1e-5, atol=1e-5)

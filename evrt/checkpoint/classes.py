@@ -67,6 +67,14 @@ def resolve_classes(ckpt, num_classes: int, given=None) -> tuple:
             return given, "given by the user"
     if own is not None:
         return own, where
-    from ..archs import default_class_names
     names, note = default_class_names(num_classes)
     return list(names), note
+
+
+def default_class_names(num_classes: int) -> tuple[list[str], str]:
+    """11 outputs: DVS128 Gesture in spikingjelly's output order (folders sorted as strings; docs/SEMANTICS.md),
+    which every public training script uses."""
+    if num_classes == 11:
+        from ..datasets.dvsgesture import class_names
+        return class_names("spikingjelly"), "DVS128 Gesture, spikingjelly output order (docs/SEMANTICS.md, Events and samples)"
+    return [f"class_{i}" for i in range(num_classes)], "unnamed"

@@ -26,6 +26,8 @@ def run(args) -> int:
 
     sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
+    if not len(rec.events):  # a header-only or empty file: nothing to fit, nothing to classify
+        raise EvrtError(f"{args.events}: no events to classify (the file holds none)")
     fit = fit_events(rec.events, rec.sensor_size, model_sensor(sess.meta), args.fit)
     if fit.message:
         print(f"evrt predict: {fit.message}", file=sys.stderr)

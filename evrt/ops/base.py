@@ -258,7 +258,7 @@ def _check_params(cls, op, a: dict, in_shapes: list) -> None:
             dt = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
             _fail(op, f"parameter {key!r} has dtype {dt}; expected a real number array")
         if arr.size and not np.all(np.isfinite(arr)):
-            _fail(op, f"parameter {key!r} holds NaN or infinite values")
+            _fail(op, f"parameter {key!r} holds non-finite values (NaN or inf): a diverged or corrupt checkpoint")
         if decl.broadcast:
             continue   # checked against the output shape below
         dims, shape = list(decl.dims), tuple(arr.shape)

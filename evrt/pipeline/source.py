@@ -336,10 +336,13 @@ class Publisher:
     def _send(self, frames, final: bool = False) -> bool:
         # PUB never blocks (it drops at the HWM); PUSH blocks when every peer is full or none is
         # connected: wait in short slices so a stop request is still honoured. The final message of a
-        # stream (END_OF_STREAM) is still attempted after a stop, for one second at most.
-        deadline = time.monotonic() + 1.0 if final else None
+        # stream (END_OF_STREAM) waits like any other until a stop is requested, then for one second at
+        # most (a busy consumer, e.g. stepping through a clock jump, must not lose it).
+        deadline = None
         waited = time.monotonic()
         while final or not self.stop.is_set():
+            if final and deadline is None and self.stop.is_set():
+                deadline = time.monotonic() + 1.0
             if self.watch is not None:
                 self.watch.poll()
             if self.log is not None and time.monotonic() - waited > self.WAIT_REPORT_S:

@@ -76,6 +76,17 @@ def bind_any(ctx, kind: int, **kw):
     return sock, bound_endpoint(sock)
 
 
+def private_endpoint() -> str:
+    """An ``ipc://`` endpoint in a fresh private directory: no other socket can want it, unlike a probed
+    TCP port, and a process restarted on it (the soak's kill -9) binds it again."""
+    import atexit
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="evrt-")
+    atexit.register(shutil.rmtree, d, True)
+    return f"ipc://{d}/s"
+
+
 def tcp(port: int) -> str:
     return f"tcp://127.0.0.1:{port}"
 
