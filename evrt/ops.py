@@ -526,3 +526,4 @@ __all__ = ["OP_TYPES", "EventBatch", "OpImpl", "build"]
 
 # CSDformer-style converted models: IF/DIF neurons and temporally decomposed products.
 from . import ops_temporal  # noqa: E402,F401
+from . import ops_nir  # noqa: E402,F401  (NIR-imported models: evrt/nir/)
