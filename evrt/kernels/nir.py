@@ -4,9 +4,8 @@ I, LI, IF, LIF, CubaLI and CubaLIF under every discretisation profile, and a sum
 Neuron step, per element j (every parameter is a per-element array of the state's size, already
 rounded to the state dtype; docs/NIR.md gives the profile that fills them):
 
-    cuba == 1 (current first):  i = a_s*i + b_s*x;  drive = i
-    cuba == 2 (current after):  drive = i             (i = a_s*i + b_s*x after the membrane update)
-    cuba == 0:                  drive = x
+    cuba == 1:  i = a_s*i + b_s*x;  drive = i      (a current-based synapse: the current first)
+    cuba == 0:  drive = x
     v = a_m*v + b_m*drive + c_m          (- vth*s_prev when reset == 3: the reset of the last spike
                                           is applied one step late, as snnTorch does)
     h = v                                (recorded pre-fire membrane)
@@ -42,15 +41,11 @@ def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, f
         if cuba == 1:
             i[j] = a_s[j] * i[j] + b_s[j] * xf[j]
             drive = i[j]
-        elif cuba == 2:
-            drive = i[j]
         else:
             drive = xf[j]
         vv = a_m[j] * vf[j] + b_m[j] * drive + c_m[j]
         if reset == 3:
             vv = vv - vth[j] * sf[j]
-        if cuba == 2:
-            i[j] = a_s[j] * i[j] + b_s[j] * xf[j]
         if rec:
             hf[j] = vv
         th = vth[j]
@@ -86,15 +81,11 @@ def nir_neuron_step_np(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba
     if cuba == 1:
         i = a_s * i + b_s * x
         drive = i
-    elif cuba == 2:
-        drive = i
     else:
         drive = x
     vv = a_m * v + b_m * drive + c_m
     if reset == 3:
         vv = vv - vth * s_prev
-    if cuba == 2:
-        i = a_s * i + b_s * x
     h = vv.copy()
     if fire == 0:
         return vv.copy(), h, vv, i, float(vv.sum())

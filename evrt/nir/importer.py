@@ -183,6 +183,8 @@ def import_nir(source, profile: str = "euler", dt: float | None = None, time_win
 
 def _input(b, n, node, nodes, edges, name) -> Value:
     shape = tuple(int(v) for v in np.asarray(node.input_type["input"]).reshape(-1))
+    if len(shape) in (2, 4) and shape[0] == 1:
+        shape = shape[1:]           # some exporters keep the batch dimension of their sample input
     succ = [bb for a, bb in edges if a == n]
     first_conv = len(succ) == 1 and type(nodes[succ[0]]).__name__ == "Conv2d"
     if len(shape) == 3 and shape[0] == 2 and first_conv:

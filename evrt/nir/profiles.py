@@ -14,8 +14,8 @@ docs/NIR.md for the table):
   beta·v + I, spike when v > v_th, reset by subtraction one step late (snnTorch's default
   reset_delay); CubaLIF updates the current first.
 - `norse`: what Norse's `to_nir` wrote (dt = 1 ms): its exporter stores tau = dt / tau_inv, so one
-  step decays by dt·tau_inv = dt²/tau; spike when v > v_th, reset to v_reset; CubaLIF updates the
-  membrane with the previous current, then the current (Norse's order).
+  step decays by dt·tau_inv = dt²/tau; spike when v > v_th, reset to v_reset; CubaLIF adds the
+  input to the current (weight w_in, not dt-scaled), drives the membrane with it, then decays it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DEFAULT_DT = {"euler": 1e-3, "sinabs": 1.0, "snntorch": 1e-4, "norse": 1e-3}
 NEURON_KINDS = ("I", "LI", "IF", "LIF", "CubaLI", "CubaLIF", "Threshold")
 
 # kernel flags
-CUBA_NONE, CUBA_FIRST, CUBA_AFTER = 0, 1, 2
+CUBA_NONE, CUBA_FIRST = 0, 1
 FIRE_NONE, FIRE_GT, FIRE_GE, FIRE_MULTI = 0, 1, 2, 3
 RESET_NONE, RESET_TO, RESET_SUB, RESET_SUB_LATE = 0, 1, 2, 3
 
@@ -118,8 +118,8 @@ def discretise(kind: str, node, shape: tuple, profile: str, dt: float) -> tuple[
             p["a_m"], p["b_m"], p["c_m"] = 1 - k, k * r, k * v_leak
         else:
             p["b_m"] = r
-        if cuba:
-            a["cuba"] = CUBA_AFTER
+        if cuba:      # Norse adds the input to the current, then uses it, then decays it
+            a["cuba"] = CUBA_FIRST
             p["a_s"], p["b_s"] = 1 - dt * dt / tau_syn, w_in
     return p, a
 
