@@ -36,6 +36,8 @@ def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, f
     hf = h.reshape(h.size)
     force = forced.size > 0
     ff = forced.reshape(forced.size)
+    one = np.ones(1, v.dtype)[0]     # typed constants: float32 state must not compute in float64
+    zero = np.zeros(1, v.dtype)[0]
     total = 0.0
     for j in range(n):
         if cuba == 1:
@@ -54,11 +56,11 @@ def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, f
         elif force:
             out = ff[j]
         elif fire == 1:
-            out = 1.0 if vv > th else 0.0
+            out = one if vv > th else zero
         elif fire == 2:
-            out = 1.0 if vv >= th else 0.0
+            out = one if vv >= th else zero
         else:
-            out = np.trunc(vv / th) if vv > 0 else 0.0
+            out = np.trunc(vv / th) if vv > 0 else zero
         if fire != 0:
             if out != 0:
                 if reset == 1:
@@ -88,8 +90,8 @@ def nir_neuron_step_np(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba
         vv = vv - vth * s_prev
     h = vv.copy()
     if fire == 0:
-        return vv.copy(), h, vv, i, float(vv.sum())
-    if forced is not None:
+        s = vv.copy()
+    elif forced is not None:
         s = np.asarray(forced, v.dtype).reshape(-1)
     elif fire == 1:
         s = (vv > vth).astype(v.dtype)
@@ -97,13 +99,13 @@ def nir_neuron_step_np(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba
         s = (vv >= vth).astype(v.dtype)
     else:
         s = np.where(vv > 0, np.trunc(vv / vth), 0).astype(v.dtype)
-    if reset == 1:
+    if fire and reset == 1:
         vv = np.where(s != 0, vreset, vv)
-    elif reset == 2:
+    elif fire and reset == 2:
         vv = vv - s * vth
     if use_floor:
         vv = np.maximum(vv, vmin)
-    return s, h, vv, i, float(s.sum())
+    return s, h, vv, i, float(s.sum()) if fire else 0.0
 
 
 @njit(cache=True)
