@@ -9,8 +9,9 @@ from ..errors import EvrtError
 def add_nir_args(p):
     from ..nir.profiles import PROFILES
     g = p.add_argument_group("NIR graphs (.nir)")
-    g.add_argument("--nir-profile", default="euler", choices=PROFILES,
-                   help="discretisation: what the exporting tool meant (docs/NIR.md; default euler)")
+    g.add_argument("--nir-profile", choices=PROFILES,
+                   help="discretisation: what the exporting tool meant (docs/NIR.md; default: euler, or the "
+                        "profile a graph written by `evrt export` names)")
     g.add_argument("--dt", type=float, help="time step in seconds for the profile (default: the profile's)")
     g.add_argument("--time-window-us", type=int,
                    help="framing: events of this many µs make one step (tonic ToFrame(time_window))")

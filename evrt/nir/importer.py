@@ -93,11 +93,19 @@ def read_graph(source):
     return source
 
 
-def import_nir(source, profile: str = "euler", dt: float | None = None, time_window_us: int | None = None,
+def import_nir(source, profile: str | None = None, dt: float | None = None, time_window_us: int | None = None,
                timesteps: int | None = None, classes: list[str] | None = None) -> "Graph":
-    """source: a .nir path or a nir.NIRGraph. time_window_us: the framing (events -> one step per window);
+    """source: a .nir path or a nir.NIRGraph. profile: None = the one an evrt-exported graph names, else
+    euler. time_window_us: the framing (events -> one step per window);
     timesteps: the clip length T used by streaming readouts (defaults to 1 window per step, T=1)."""
     g = read_graph(source)
+    md = getattr(g, "metadata", None) or {}
+    if profile is None:       # a graph evrt exported says which profile it was imported with
+        profile = _text(md.get("evrt_profile", "euler"))
+        if dt is None and "evrt_dt" in md:
+            dt = float(np.asarray(md["evrt_dt"]))
+    if time_window_us is None and "evrt_time_window_us" in md:
+        time_window_us = int(np.asarray(md["evrt_time_window_us"]))
     if profile not in P.PROFILES:
         raise GraphError(f"unknown NIR profile {profile!r}; known: {', '.join(P.PROFILES)}")
     dt = float(P.DEFAULT_DT[profile] if dt is None else dt)
@@ -249,7 +257,13 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
             params, attrs = P.discretise(kind, node, x.nir_shape, profile, dt)
         except GraphError as exc:
             raise GraphError(f"NIR node {n!r} ({kind}): {exc}") from None
+        _evrt_overrides(node, attrs)
         rt = {k: x.to_runtime(v) for k, v in params.items()}
+        # the node's own parameters, in NIR layout, so that `evrt export` writes them back unchanged
+        for field in NIR_FIELDS:
+            val = getattr(node, field, None)
+            if val is not None and not isinstance(val, (str, bytes)):
+                rt[f"nir_{field}"] = np.broadcast_to(np.asarray(val, np.float64), x.nir_shape)
         b.add(name, "nir_neuron", [x.op], rt, shape=list(x.shape), ref_shape=list(x.nir_shape),
               ref_layout="channels_first" if len(x.shape) == 3 else "flat",
               ref_perm=None if x.perm is None else x.perm.tolist(), nir_type=kind, **attrs)
@@ -257,6 +271,23 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
         out_kind = {P.FIRE_NONE: "real", P.FIRE_MULTI: "count"}.get(attrs["fire"], "spike")
         return Value(name, x.shape, x.nir_shape, out_kind, x.perm)
     raise GraphError(f"NIR node {n!r}: type {kind} is not supported")
+
+
+NIR_FIELDS = ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in", "threshold")
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _evrt_overrides(node, attrs):
+    """Graphs written by `evrt export` say in node metadata where evrt's own neurons differ from NIR's
+    rules (spike when v >= threshold; IF with subtractive reset), so that they re-import unchanged."""
+    md = getattr(node, "metadata", None) or {}
+    if _text(md.get("evrt_spike", "")) == ">=":
+        attrs["fire"] = P.FIRE_GE
+    if _text(md.get("evrt_reset", "")) == "subtract":
+        attrs["reset"] = P.RESET_SUB
 
 
 def _conv(b, n, kind, node, x: Value, name) -> Value:
