@@ -190,3 +190,30 @@ def test_nir_paper_cnn_matches_sinabs_on_real_nmnist(precision):
         for name, sp in layers.items():
             agree = float((tr[name][0].reshape(sp.shape) == sp).mean())
             assert agree == 1.0 if precision == "float64" else agree >= 0.999, (name, agree)
+
+
+def test_counts_cross_checked_against_neurobench():
+    """NeuroBench's per-layer synaptic operations on the sinabs model equal NeuroBench's definition
+    applied to evrt's own layer inputs (the spikes agree), its Benchmark totals equal the per-layer
+    sum, and evrt's counted ACs are >= NeuroBench's (a count c is c ACs for evrt, one operation for
+    NeuroBench); pooling is evrt-only."""
+    nir = _require("nir")
+    for mod in ("sinabs", "tonic", "neurobench"):
+        _require(mod)
+    from nir_reference import tonic_frames
+    from tools.nir_neurobench import evrt_side, neurobench_side
+    from evrt.nir import import_nir
+    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    path, _ = nmnist_samples(NMNIST)[0]
+    nb, totals = neurobench_side(nir.read(str(CNN)), tonic_frames(path))
+    sess = Session(import_nir(CNN, profile="sinabs", time_window_us=1000), precision="float64")
+    ev, _ = evrt_side(sess, read_nmnist_bin(path))
+    assert sorted(nb) == sorted(k for k, v in ev.items() if v["nb_def"] is not None) and len(nb) == 5
+    for name, (ops, spiking, dense) in nb.items():
+        assert ops == ev[name]["nb_def"] > 0, name
+        assert ev[name]["acs"] >= ops and ev[name]["zero_weights"] == 0
+        assert dense <= ev[name]["dense"]          # evrt's dense count includes padded taps
+    assert totals["Effective_ACs"] + totals["Effective_MACs"] == sum(v[0] for v in nb.values())
+    assert totals["Dense"] == sum(v[2] for v in nb.values())
+    pools = [k for k, v in ev.items() if v["nb_def"] is None]
+    assert len(pools) == 2 and all(ev[k]["acs"] > 0 for k in pools)

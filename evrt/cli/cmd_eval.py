@@ -80,6 +80,8 @@ def run(args) -> int:
     res = evaluate(sess, samples, progress=not args.json, classes=classes, output_map=omap, total=n)
     res.extra = {"dataset": args.dataset.lower(), "root": str(root), "layout": ds.layout, "split": args.split,
                  "model": model, "precision": args.precision, "T": sess.T}
+    from ..neurobench import neurobench_metrics
+    res.extra["neurobench"] = neurobench_metrics(sess.report(), sess.graph, args.precision, res.n)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0

@@ -17,7 +17,8 @@ rounded to the state dtype; docs/NIR.md gives the profile that fills them):
 
 `s` holds the previous step's output on entry (reset 3 reads it) and this step's on return. `forced`
 (size 0 = off) replaces the fired spikes by given ones (teacher forcing), reset included.
-Returns the number of spikes (for several spikes per step: their sum).
+Returns the number of neurons that fired (the counters' `spikes`; with several spikes per step the
+count itself is the output, and the next layer's ACs count every spike).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, f
                     vv = vreset[j]
                 elif reset == 2:
                     vv = vv - out * th
-            total += out
+            total += 1 if out != 0 else 0
         if use_floor and vv < vmin[j]:
             vv = vmin[j]
         vf[j] = vv
@@ -105,7 +106,7 @@ def nir_neuron_step_np(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba
         vv = vv - s * vth
     if use_floor:
         vv = np.maximum(vv, vmin)
-    return s, h, vv, i, float(s.sum()) if fire else 0.0
+    return s, h, vv, i, float(np.count_nonzero(s)) if fire else 0.0
 
 
 @njit(cache=True)
