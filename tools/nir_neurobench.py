@@ -37,7 +37,10 @@ def neurobench_side(graph, frames):
     from neurobench.models import TorchModel
     from sinabs.nir import from_nir
 
-    net = from_nir(graph, batch_size=1)
+    net = from_nir(graph, batch_size=1).double()   # float64 like the evrt side: the same spikes, ties aside
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):   # sinabs' spikes come out float32
+            m.register_forward_pre_hook(lambda mod, a: tuple(v.double() for v in a))
 
     class Clip(torch.nn.Module):
         """One sample (1, T, 2, H, W) -> summed output (1, 10): NeuroBench counts per sample."""
@@ -65,7 +68,7 @@ def neurobench_side(graph, frames):
         return hook
     hooks = [m.register_forward_hook(keep(name))
              for name, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    x = torch.as_tensor(np.asarray(frames), dtype=torch.float32)[None]
+    x = torch.as_tensor(np.asarray(frames), dtype=torch.float64)[None]
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(1, dtype=torch.long)),
                                          batch_size=1)
     bench = Benchmark(TorchModel(model), loader, [], [lambda out: out.argmax(-1)], [[], [SynapticOperations]])
