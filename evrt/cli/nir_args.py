@@ -31,14 +31,16 @@ def convert_nir(args) -> int:
                        timesteps=args.timesteps, classes=classes)
     graph.save(args.output)
     meta = graph.meta
+    # nir_* arrays are the NIR parameters kept for `evrt export`, not run-time parameters
+    n_params = int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")))
     summary = {"output": args.output, "arch": "nir", "profile": meta["nir"]["profile"], "dt": meta["nir"]["dt"],
-               "T": meta["T"], "params": graph.num_params, "ops": len(graph.ops), "classes": meta["classes"],
+               "T": meta["T"], "params": n_params, "ops": len(graph.ops), "classes": meta["classes"],
                "framing": meta.get("framing")}
     if args.json:
         print(json.dumps(summary))
     else:
         tw = (meta.get("framing") or {}).get("time_window_us")
         print(f"wrote {args.output}: NIR graph, profile {summary['profile']} (dt={summary['dt']:g} s), "
-              f"{graph.num_params:,} parameters, {len(graph.ops)} ops"
+              f"{n_params:,} parameters, {len(graph.ops)} ops"
               + (f", {tw} µs per step" if tw else ", no event framing (give --time-window-us for recordings)"))
     return 0

@@ -297,7 +297,8 @@ def _conv(b, n, kind, node, x: Value, name) -> Value:
     if len(x.shape) != 3:
         raise GraphError(f"NIR node {n!r} (Conv2d) needs a (C, H, W) input, got {x.nir_shape}")
     cout, cig, kh, kw = w.shape
-    groups = int(np.asarray(getattr(node, "groups", 1) or 1).reshape(-1)[0]) if np.size(getattr(node, "groups", 1)) else 1
+    g = np.asarray(getattr(node, "groups", 1) if getattr(node, "groups", None) is not None else 1).reshape(-1)
+    groups = int(g[0]) if g.size else 1
     h, wd, cin = x.shape
     if cin != cig * groups:
         raise GraphError(f"NIR node {n!r} (Conv2d): weight {w.shape} with groups={groups} expects {cig * groups} "
