@@ -120,8 +120,8 @@ class Scale(OpImpl):
 
 @op_type("tensor_in")
 class TensorIn(OpImpl):
-    """attrs shape (runtime), ref_shape (NIR layout of one step's input). A (C, H, W) input is
-    transposed to channels-last; vectors pass as they are."""
+    """attrs shape (runtime), ref_shape (NIR layout of one step's input). A (C, H, W) or (C, L) input
+    is transposed to channels-last; vectors pass as they are."""
 
     def infer(self, in_shapes):
         return tuple(self.attr("shape"))
@@ -131,6 +131,6 @@ class TensorIn(OpImpl):
         ref = tuple(self.attr("ref_shape"))
         if x.shape != ref:
             raise GraphError(f"{self.name}: expected an input of shape {ref} per step, got {x.shape}")
-        self.out[...] = np.moveaxis(x, 0, -1) if x.ndim == 3 else x
+        self.out[...] = np.moveaxis(x, 0, -1) if x.ndim in (2, 3) else x
         self.stats.in_nonzero = int(np.count_nonzero(self.out))
         return self.out

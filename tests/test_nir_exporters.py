@@ -157,3 +157,33 @@ def test_norse_lifbox_lif_iaf():
         return net, g, "norse", step, (nt.LIFBoxCell, nt.LIFCell, nt.IAFCell)
 
     _run_both(build, lambda torch: [(torch.rand(1, 12) < 0.5).float() for _ in range(T)])
+
+
+def test_conv1d_sequence_against_torch_and_sinabs_neurons():
+    """NIR Conv1d (built with the nir package: the exporters above do not write it) against torch's
+    conv1d and sinabs' IAF, through a Flatten of the (C, L) map into an Affine."""
+    torch = _require("torch")
+    nir = _require("nir")
+    sl = _require("sinabs").layers
+    rng = np.random.default_rng(4)
+    w1, w2 = rng.normal(0, 0.8, (4, 3, 3)), rng.normal(0, 0.5, (5, 4 * 9))
+    g = nir.NIRGraph(type_check=False, nodes={
+        "in": nir.Input(np.array([3, 20])),
+        "c": nir.Conv1d(input_shape=20, weight=w1, stride=2, padding=0, dilation=1, groups=1, bias=np.full(4, 0.1)),
+        "s1": nir.IF(r=np.ones((4, 9)), v_threshold=np.ones((4, 9))),
+        "f": nir.Flatten({"input": np.array([4, 9])}, start_dim=0),
+        "fc": nir.Affine(weight=w2, bias=np.zeros(5)),
+        "s2": nir.IF(r=np.ones(5), v_threshold=np.ones(5)),
+        "out": nir.Output(np.array([5]))},
+        edges=[("in", "c"), ("c", "s1"), ("s1", "f"), ("f", "fc"), ("fc", "s2"), ("s2", "out")])
+    xs = [(rng.random((3, 20)) < 0.4).astype(np.float64) for _ in range(T)]
+    x = torch.as_tensor(np.stack(xs))
+    with torch.no_grad():
+        n1 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).double()
+        n2 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).double()
+        y = torch.nn.functional.conv1d(x, torch.as_tensor(w1), torch.full((4,), 0.1, dtype=torch.float64), stride=2)
+        s1 = n1(y).double()
+        s2 = n2(s1.reshape(T, -1) @ torch.as_tensor(w2).T).double()
+    mine = _evrt_layers({"graph": g, "profile": "sinabs"}, xs, "float64")
+    _compare({"s1": s1.numpy().reshape(T, -1), "s2": s2.numpy().reshape(T, -1)},
+             {k: v.reshape(T, -1) for k, v in mine.items()}, exact=True)

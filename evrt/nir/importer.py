@@ -38,6 +38,8 @@ class Value:
         arr = np.broadcast_to(np.asarray(arr, np.float64), self.nir_shape)
         if len(self.nir_shape) == 3:
             return np.ascontiguousarray(arr.transpose(1, 2, 0))
+        if len(self.nir_shape) == 2:         # (C, L) sequence -> (L, C)
+            return np.ascontiguousarray(arr.T)
         flat = arr.reshape(-1)
         return flat[self.perm] if self.perm is not None else flat.copy()
 
@@ -200,7 +202,7 @@ def _input(b, n, node, nodes, edges, name) -> Value:
         c, h, w = shape
         b.add(name, "events_in", ["events"], width=w, height=h, channels=c, sensor_width=w, sensor_height=h, bin=1)
         return Value(name, (h, w, c), shape, "events")
-    rt = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+    rt = (shape[1], shape[2], shape[0]) if len(shape) == 3 else (shape[1], shape[0]) if len(shape) == 2 else shape
     b.add(name, "tensor_in", ["events"], shape=list(rt), ref_shape=list(shape))
     return Value(name, rt, shape, "real")
 
@@ -238,6 +240,9 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
         if nd == 3:
             c, h, w = x.nir_shape
             perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+        elif nd == 2:
+            c, length = x.nir_shape
+            perm = np.arange(c * length).reshape(c, length).T.reshape(-1)
         b.add(name, "reshape", [x.op], shape=[size])
         return Value(name, (size,), (size,), x.kind, perm)
     if kind in ("SumPool2d", "AvgPool2d"):
@@ -265,7 +270,7 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
             if val is not None and not isinstance(val, (str, bytes)):
                 rt[f"nir_{field}"] = np.broadcast_to(np.asarray(val, np.float64), x.nir_shape)
         b.add(name, "nir_neuron", [x.op], rt, shape=list(x.shape), ref_shape=list(x.nir_shape),
-              ref_layout="channels_first" if len(x.shape) == 3 else "flat",
+              ref_layout="channels_first" if len(x.shape) in (2, 3) else "flat",
               ref_perm=None if x.perm is None else x.perm.tolist(), nir_type=kind, **attrs)
         semantics[name] = P.semantics(kind, profile)
         out_kind = {P.FIRE_NONE: "real", P.FIRE_MULTI: "count"}.get(attrs["fire"], "spike")
@@ -293,7 +298,7 @@ def _evrt_overrides(node, attrs):
 def _conv(b, n, kind, node, x: Value, name) -> Value:
     w = np.asarray(node.weight, np.float64)
     if kind == "Conv1d":
-        raise GraphError(f"NIR node {n!r} (Conv1d) is not supported yet")
+        return _conv1d(b, n, node, x, name)
     if len(x.shape) != 3:
         raise GraphError(f"NIR node {n!r} (Conv2d) needs a (C, H, W) input, got {x.nir_shape}")
     cout, cig, kh, kw = w.shape
@@ -325,6 +330,37 @@ def _conv(b, n, kind, node, x: Value, name) -> Value:
           in_kind="count" if x.kind == "events" else _in_kind(x))
     ho, wo = (h + 2 * p[0] - kh) // s[0] + 1, (wd + 2 * p[1] - kw) // s[1] + 1
     return Value(name, (ho, wo, cout), (cout, ho, wo), "real")
+
+
+def _conv1d(b, n, node, x: Value, name) -> Value:
+    """A (C, L) sequence as a one-row map: reshape (free) -> conv2d with a 1 x k kernel -> reshape.
+    The 2-D conv kernel pads both axes alike, so only padding 0 maps onto it."""
+    w = np.asarray(node.weight, np.float64)
+    if len(x.shape) != 2:
+        raise GraphError(f"NIR node {n!r} (Conv1d) needs a (C, L) input, got {x.nir_shape}")
+    cout, cig, k = w.shape
+    g = np.asarray(getattr(node, "groups", 1) if getattr(node, "groups", None) is not None else 1).reshape(-1)
+    groups = int(g[0]) if g.size else 1
+    length, cin = x.shape
+    if cin != cig * groups:
+        raise GraphError(f"NIR node {n!r} (Conv1d): weight {w.shape} with groups={groups} expects {cig * groups} "
+                         f"input channels, input has shape {x.nir_shape}")
+    pad = getattr(node, "padding", 0)
+    pad = 0 if isinstance(pad, str) and pad == "valid" else pad
+    s, p, d = (int(np.asarray(v).reshape(-1)[0]) if not isinstance(v, str) else v
+               for v in (node.stride, pad, node.dilation))
+    if p != 0 or d != 1:
+        raise GraphError(f"NIR node {n!r} (Conv1d): padding {p!r}, dilation {d!r}: evrt supports Conv1d with "
+                         f"padding 0 and dilation 1")
+    bias = np.asarray(node.bias, np.float64).reshape(-1) if getattr(node, "bias", None) is not None else np.zeros(cout)
+    if bias.size == 1 and cout > 1:
+        bias = np.full(cout, float(bias[0]))
+    row = b.add(f"{name}.row", "reshape", [x.op], shape=[1, length, cin])
+    conv = b.add(f"{name}.conv", "conv2d", [row], {"w": conv_runtime(w[:, :, None, :]), "b": bias}, stride=s, pad=0,
+                 groups=groups, in_kind=_in_kind(x))
+    lo = (length - k) // s + 1
+    b.add(name, "reshape", [conv], shape=[lo, cout])
+    return Value(name, (lo, cout), (cout, lo), "real")
 
 
 def _check_type(n, node, v: Value):
