@@ -6,6 +6,7 @@
   whose weights are all 1: one AC per (input spike, window) pair.
 - `scale`: NIR Scale, an element-wise multiply (real output; MACs on the non-zero inputs).
 - `tensor_in`: the graph input when it is not an event frame: a NIR-layout array per step.
+- `delay`: NIR Delay in whole steps (a ring buffer).
 """
 from __future__ import annotations
 
@@ -133,4 +134,31 @@ class TensorIn(OpImpl):
             raise GraphError(f"{self.name}: expected an input of shape {ref} per step, got {x.shape}")
         self.out[...] = np.moveaxis(x, 0, -1) if x.ndim in (2, 3) else x
         self.stats.in_nonzero = int(np.count_nonzero(self.out))
+        return self.out
+
+
+@op_type("delay")
+class Delay(OpImpl):
+    """NIR Delay, discretised: out_t[j] = x_{t - d[j]}[j] (zero before the first input). params d
+    (integer steps per element, runtime layout). A ring buffer of max(d)+1 steps; reset clears it."""
+
+    def __init__(self, op, in_shapes, dtype):
+        super().__init__(op, in_shapes, dtype)
+        self.d = np.asarray(op.params["d"], np.int64).reshape(-1)
+        n = int(np.prod(self.out_shape))
+        if self.d.size != n or np.any(self.d < 0):
+            raise GraphError(f"{self.name}: delay steps must be {n} non-negative integers")
+        self.buf = np.zeros((int(self.d.max()) + 1, n), dtype)
+        self.idx = np.arange(n)
+        self.t = 0
+
+    def reset(self):
+        self.buf[...] = 0
+        self.t = 0
+
+    def run(self, inputs, ctx):
+        depth = self.buf.shape[0]
+        self.buf[self.t % depth] = np.asarray(inputs[0]).reshape(-1)
+        self.out.reshape(-1)[...] = self.buf[(self.t - self.d) % depth, self.idx]
+        self.t += 1
         return self.out

@@ -125,6 +125,9 @@ def export_nir(graph: Graph | str, path=None, dt: float = 1e-3):
                 _refuse(op, "neuron without its NIR parameters")
             put(op.name, cls(**fields), op.inputs)
             vals[op.name] = (op.name, src[1], src[2], src[3])
+        elif t == "delay":
+            put(op.name, nir.Delay(delay=np.asarray(op.params["nir_delay"], np.float64)), op.inputs)
+            vals[op.name] = (op.name,) + src[1:]
         elif t == "sumpool":
             _need_map(op, src)
             (kh, kw), st, pd = a["k"], a["stride"], a["pad"]

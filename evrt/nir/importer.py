@@ -22,7 +22,7 @@ from . import profiles as P
 from . import require_nir
 
 SYNAPTIC = ("Conv2d", "Conv1d", "Affine", "Linear", "Scale", "SumPool2d", "AvgPool2d")
-SUPPORTED = ("Input", "Output", "Flatten") + SYNAPTIC + P.NEURON_KINDS
+SUPPORTED = ("Input", "Output", "Flatten", "Delay") + SYNAPTIC + P.NEURON_KINDS
 
 
 @dataclass
@@ -229,6 +229,15 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
         s = x.to_runtime(np.asarray(node.scale, np.float64))
         b.add(name, "scale", [x.op], {"s": s})
         return Value(name, x.shape, x.nir_shape, "real", x.perm)
+    if kind == "Delay":
+        steps = np.asarray(node.delay, np.float64) / dt
+        if np.any(steps < 0) or not np.allclose(steps, np.round(steps), rtol=0, atol=1e-6):
+            raise GraphError(f"NIR node {n!r} (Delay): delays must be whole multiples of the time step "
+                             f"dt={dt:g} s (got {np.unique(np.asarray(node.delay))[:4].tolist()})")
+        d = x.to_runtime(np.round(steps))
+        b.add(name, "delay", [x.op], {"d": d, "nir_delay": np.broadcast_to(np.asarray(node.delay, np.float64),
+                                                                            x.nir_shape)})
+        return Value(name, x.shape, x.nir_shape, x.kind, x.perm)
     if kind == "Flatten":
         start, end = int(getattr(node, "start_dim", 0)), int(getattr(node, "end_dim", -1))
         nd = len(x.nir_shape)
