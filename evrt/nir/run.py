@@ -14,7 +14,7 @@ from ..errors import EventError
 
 
 def time_window_bounds(t: np.ndarray, window_us: int, include_incomplete: bool = False) -> np.ndarray:
-    """-> int64[n+1]-like pair arrays (starts, ends) of event indices for each window."""
+    """-> (starts, ends): int64 event-index arrays, one entry per window."""
     t = np.asarray(t)
     if len(t) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
