@@ -195,6 +195,9 @@ class Session:
         Give either the sample's events or precomputed frames (T, C, H, W) in the reference layout."""
         from .framing import FrameSpec, event_bins, clip_frames
 
+        if self.meta.get("framing", {}).get("kind") == "time_window":   # NIR-imported models
+            from .nir.run import run_clip_time
+            return run_clip_time(self, events, frames)
         self.reset()
         spec = FrameSpec.from_dict(self.meta["frame"])
         # converted (CSDformer) models take their input in the first `input_steps` steps and need

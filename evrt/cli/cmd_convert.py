@@ -9,9 +9,10 @@ from ..errors import EvrtError
 
 def register(sub):
     from ..archs import ARCHS
-    p = sub.add_parser("convert", help="fold a PyTorch checkpoint (.pth/.pth.tar/.safetensors/.npz) into an .evrt model")
+    p = sub.add_parser("convert", help="fold a PyTorch checkpoint (.pth/.pth.tar/.safetensors/.npz) or a NIR "
+                                       "graph (.nir) into an .evrt model")
     p.add_argument("checkpoint")
-    p.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    p.add_argument("--arch", choices=sorted(ARCHS), help="the checkpoint's architecture (not for .nir)")
     p.add_argument("-o", "--output", required=True, help="output .evrt file")
     p.add_argument("--timesteps", "-T", type=int, help="T (required when the checkpoint saves no args)")
     p.add_argument("--classes", help="class names in output order: a text file (one per line) or a JSON list")
@@ -21,6 +22,8 @@ def register(sub):
     p.add_argument("--neuron", choices=["dif", "if"], help="CSDformer: delayed IF (exact, default) or plain IF")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never the checkpoint)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    from .nir_args import add_nir_args
+    add_nir_args(p)
     p.set_defaults(func=run)
 
 
@@ -76,6 +79,12 @@ def check_output(out: str, inputs=(), force: bool = False) -> None:
 
 def run(args) -> int:
     from ..archs import convert
+
+    if args.checkpoint.lower().endswith(".nir"):
+        from .nir_args import convert_nir
+        return convert_nir(args)
+    if not args.arch:
+        raise EvrtError("--arch is required for a checkpoint (only a .nir graph brings its own architecture)")
     from ..checkpoint import load_checkpoint
 
     check_output(args.output, [args.checkpoint], args.force)

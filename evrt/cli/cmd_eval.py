@@ -135,6 +135,8 @@ def run(args) -> int:
     res.extra = {"dataset": name, "root": str(root), "layout": ds.layout, "split": args.split,
                  "model": model, "precision": args.precision, "T": sess.T,
                  "fit": {**(plan.to_dict() if plan else {"mode": None}), **fitted}}
+    from ..neurobench import neurobench_metrics
+    res.extra["neurobench"] = neurobench_metrics(sess.report(), sess.graph, args.precision, res.n)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0

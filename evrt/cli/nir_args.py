@@ -1,0 +1,46 @@
+"""`evrt convert MODEL.nir` options and handler (kept beside cmd_convert so that file stays small)."""
+from __future__ import annotations
+
+import json
+
+from ..errors import EvrtError
+
+
+def add_nir_args(p):
+    from ..nir.profiles import PROFILES
+    g = p.add_argument_group("NIR graphs (.nir)")
+    g.add_argument("--nir-profile", choices=PROFILES,
+                   help="discretisation: what the exporting tool meant (docs/NIR.md; default: euler, or the "
+                        "profile a graph written by `evrt export` names)")
+    g.add_argument("--dt", type=float, help="time step in seconds for the profile (default: the profile's)")
+    g.add_argument("--time-window-us", type=int,
+                   help="framing: events of this many µs make one step (tonic ToFrame(time_window))")
+
+
+def convert_nir(args) -> int:
+    from ..nir import import_nir
+    from .cmd_convert import read_class_file
+
+    if args.arch:
+        raise EvrtError("--arch does not apply to a .nir graph (it carries its own architecture)")
+    from pathlib import Path
+    if Path(args.output).resolve() == Path(args.checkpoint).resolve():
+        raise EvrtError(f"{args.output}: the output would overwrite the input graph")
+    classes = read_class_file(args.classes) if args.classes else None
+    graph = import_nir(args.checkpoint, profile=args.nir_profile, dt=args.dt, time_window_us=args.time_window_us,
+                       timesteps=args.timesteps, classes=classes)
+    graph.save(args.output)
+    meta = graph.meta
+    # nir_* arrays are the NIR parameters kept for `evrt export`, not run-time parameters
+    n_params = int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")))
+    summary = {"output": args.output, "arch": "nir", "profile": meta["nir"]["profile"], "dt": meta["nir"]["dt"],
+               "T": meta["T"], "params": n_params, "ops": len(graph.ops), "classes": meta["classes"],
+               "framing": meta.get("framing")}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        tw = (meta.get("framing") or {}).get("time_window_us")
+        print(f"wrote {args.output}: NIR graph, profile {summary['profile']} (dt={summary['dt']:g} s), "
+              f"{n_params:,} parameters, {len(graph.ops)} ops"
+              + (f", {tw} µs per step" if tw else ", no event framing (give --time-window-us for recordings)"))
+    return 0

@@ -1,0 +1,36 @@
+"""evrt's counters under NeuroBench's workload-metric names, so a user can put evrt's numbers in a
+NeuroBench table. Per sample, like NeuroBench:
+
+- Effective_ACs / Effective_MACs: evrt's counted ACs and MACs (every synaptic layer, attention and
+  pooling included; NeuroBench counts only Linear/Conv/RNN layers, an input that is not 0/1 as MACs,
+  and one operation per non-zero input and non-zero weight, where evrt counts a count c as c ACs).
+- Dense: the MACs of a dense implementation of every synaptic op (evrt's dense_ops; NeuroBench's
+  Dense skips padded taps, evrt's includes them).
+- ActivationSparsity: 1 − (neuron outputs that are non-zero) / (neuron outputs), over every neuron
+  layer and step.
+- Footprint: bytes of the parameters the runtime holds at this precision (NeuroBench: parameters and
+  buffers of the torch model).
+docs/NIR.md compares the two per layer on the NIR paper's CNN.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .counters import Report
+from .graph import Graph
+
+
+def footprint_bytes(graph: Graph, precision: str) -> int:
+    item = np.dtype(precision).itemsize
+    # nir_* parameters are kept only to write the graph back to NIR; the runtime never loads them
+    return int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")) * item)
+
+
+def neurobench_metrics(report: Report, graph: Graph, precision: str, samples: int) -> dict:
+    t = report.totals()
+    n = max(int(samples), 1)
+    neurons = sum(l.neurons for l in report.layers) * report.steps
+    spikes = sum(l.spikes for l in report.layers)
+    return {"Effective_ACs": t["acs"] / n, "Effective_MACs": t["macs"] / n, "Dense": t["dense_macs"] / n,
+            "ActivationSparsity": 1.0 - spikes / neurons if neurons else None,
+            "Footprint": footprint_bytes(graph, precision)}
