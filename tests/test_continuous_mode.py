@@ -39,12 +39,6 @@ FAMILIES = {
                          time_steps=T, num_heads=4, pooling_stat="0111", window=2)),
                      kw=dict(timesteps=T, input_size=64)),
 }
-# Past T, evrt holds the last row of RTFormer's folded neuron tables, but that row's leak
-# r = (1-k) a_{T-2}/a_{T-1} carries the change of TSBN scale from step T-2 to T-1 (evrt/fold.py), which
-# the reference (holding the TSBN statistics themselves) never applies again: the membrane is rescaled
-# every step past T (holding r = 1-k instead makes all 3T steps equal). Strict: this fails as soon as
-# evrt is fixed, so the mark is removed then.
-TABLES_PAST_T = pytest.mark.xfail(strict=True, reason="folded TSBN tables re-apply a_{T-2}/a_{T-1} past T")
 
 
 @pytest.fixture(scope="module", params=["sdt", pytest.param("rtformer", marks=pytest.mark.slow)])
@@ -74,10 +68,10 @@ def sliding_mean(step_logits, s):
     return step_logits[max(0, s - T + 1):s + 1].mean(axis=0)
 
 
-def test_no_reset_keeps_state_and_holds_per_step_tables_past_T(rt, request):
+def test_no_reset_keeps_state_and_holds_per_step_tables_past_T(rt):
+    """Past T the reference holds the TSBN statistics; evrt holds the last table row but with leak 1 - k
+    (RTFormer: the row's own r = (1-k) a_{T-2}/a_{T-1} would rescale the membrane at every extra step)."""
     model, graph, frames, bins = rt
-    if any(op.type == "table_lif" for op in graph.ops):
-        request.applymarker(TABLES_PAST_T)
     ref = run_golden(model, frames, torch.float64)   # one sequence of 3T frames, never reset
     assert_every_layer_fires("3T frames", ref)
     sess = Session(graph, "float64", mode="continuous", reset_every=None)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import geometry
 from ..errors import GraphError
 from .base import Attr, Kind, OpImpl, need, op_type, positive
 
@@ -61,17 +62,14 @@ class EventsIn(OpImpl):
         x = inputs[0]
         st = self.stats
         if isinstance(x, np.ndarray) and x.dtype.names is not None:
-            b = self.a["bin"]
             sw, sh = self.a["sensor_width"], self.a["sensor_height"]
-            keep = (x["x"] < sw) & (x["y"] < sh)
-            dropped = int(len(x) - np.count_nonzero(keep))
-            if dropped:
-                ctx.dropped_events += dropped
-                x = x[keep]
+            x, dropped = geometry.drop_outside(x, (sw, sh))  # the one rule of what is outside a sensor
+            ctx.dropped_events += dropped
             if self.a["resize"] == "antialias":
                 return self._resized_frame(x, sw, sh)
-            ys = (x["y"] // b).astype(np.int64)
-            xs = (x["x"] // b).astype(np.int64)
+            x = geometry.downsample(x, self.a["bin"])
+            ys = x["y"].astype(np.int64)
+            xs = x["x"].astype(np.int64)
             cs = x["on"].astype(np.int64)
             st.in_nonzero = len(ys)
             return EventBatch(ys, xs, cs)

@@ -66,7 +66,9 @@ class LIF(Neuron):
 @op_type("table_lif")
 class TableLIF(Neuron):
     """LIF driven by per-(t, channel) tables r, c, theta, sign (TSBN folded into the neuron): H = r·V +
-    c + k·X. Beyond the last row the last step's tables are held (continuous mode)."""
+    c + k·X. Beyond the last row (continuous mode) the TSBN statistics stay those of the last step, so
+    the membrane scale a_t stops changing: c, theta and sign hold the last row, and the leak is plain
+    1 − k (row t's r = (1 − k)·a_{t−1}/a_t would rescale the membrane again at every extra step)."""
     attrs = {"k": Attr(float, 0.5), "vth": Attr(float, 1.0)}
     params = {n: Param(("steps", "c")) for n in ("r", "c", "theta", "sign")}
     per_step = True
@@ -80,6 +82,7 @@ class TableLIF(Neuron):
         self.r, self.c, self.theta = self.param("r"), self.param("c"), self.param("theta")
         self.sign = self.param("sign")
         self.k = dtype(self.a["k"])
+        self.r_held = np.full_like(self.r[-1], 1.0 - self.a["k"])  # the leak past the last row
         self.t = 0
 
     def reset(self):
@@ -87,10 +90,12 @@ class TableLIF(Neuron):
         self.t = 0
 
     def _row(self):
-        t = min(self.t, self.r.shape[0] - 1)
+        last = self.r.shape[0] - 1
+        t = min(self.t, last)
+        r = self.r[t] if self.t <= last else self.r_held
         self.t += 1
         self.row = t
-        return self.r[t], self.c[t], self.theta[t], self.sign[t]
+        return r, self.c[t], self.theta[t], self.sign[t]
 
     def _unscale(self, h):
         """The trace records the reference membrane V = a_t V' (a_t = vth / theta_t), not V'."""

@@ -28,6 +28,7 @@ __all__ = ["StreamTracker", "ClassifyWorker", "DEFAULT_MAX_SESSIONS", "clone_cla
 
 DEFAULT_MAX_SESSIONS = 8     # concurrent streams (cameras) one classifier keeps state for
 WAIT_REPORT_S = 30.0         # how often a worker waiting for input / a consumer says so
+NO_CONSUMER_GRACE_S = 3.0    # how long predictions wait for a first consumer before being dropped (counted)
 
 
 class StreamTracker:
@@ -103,6 +104,7 @@ class ClassifyWorker:
         self._dropped_done = 0            # events outside the sensor in streams that ended / were evicted
         self.streams: dict = {}           # stream id -> _Stream, insertion order = least recently created first
         self.current: _Stream | None = None
+        self._no_consumer_since = None    # when the PUSH output was first seen with no consumer
         self.peers = peers                # PeerWatch of out_sock: predictions for no consumer are counted, not queued
         self.in_peers = in_peers          # PeerWatch of in_sock: refused peers logged, links cut (oversized) counted
         frame = (getattr(classifier.session, "meta", None) or {}).get("frame") or {}
@@ -132,8 +134,15 @@ class ClassifyWorker:
         while True:
             if self.out_sock.poll(100, zmq.POLLOUT):
                 self.out_sock.send_multipart(frames)
+                self._no_consumer_since = None
                 return
             if self.peers is not None and self.peers.peers == 0:
+                # a consumer may still be starting (a process launched beside this one): give it a
+                # grace period once, then drop at once while none is connected
+                now = time.monotonic()
+                self._no_consumer_since = self._no_consumer_since or now
+                if now - self._no_consumer_since < NO_CONSUMER_GRACE_S and not self.stop.is_set():
+                    continue
                 self.metrics.drops["prediction_no_consumer"] += 1
                 self._warn_once("no_consumer", "no prediction consumer is connected; predictions are dropped and "
                                 "counted (connect `evrt watch --pattern pull` or an eval)")
