@@ -69,7 +69,7 @@ def index_map(model_classes, dataset_classes) -> list[int]:
     model_classes = list(model_classes or [])
     try:
         return map_classes(model_classes, dataset_classes)
-    except EvrtError as e:
+    except EvrtError:
         placeholders = all((m := _PLACEHOLDER.match(str(n))) and int(m.group(1)) == i
                            for i, n in enumerate(model_classes))
         if not placeholders:

@@ -19,7 +19,7 @@ import re
 
 from ..errors import FormatError
 from .aedat4_writer import AEDAT4Writer, write_aedat4
-from .recording import LABELS_DTYPE, Recording, as_labels
+from .recording import LABELS_DTYPE, Recording, as_labels, read_file_bytes
 
 __all__ = ["read_recording", "detect_format", "Recording", "LABELS_DTYPE", "as_labels", "SUPPORTED",
            "write_aedat4", "AEDAT4Writer"]
@@ -39,12 +39,7 @@ _HEADERLESS = {".bin": "atis-bin", ".bs2": "atis-bin"}
 def detect_format(path) -> str:
     """'aedat3.1', 'aedat4', 'aedat2', 'atis-bin', 'evt2', 'evt3', 'dat', 'npz' or 'npy';
     ``FormatError`` for anything else."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None
+    path, head = read_file_bytes(path, 16)
     for magic, name in _MAGICS:
         if head.startswith(magic):
             return name

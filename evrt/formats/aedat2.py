@@ -28,14 +28,13 @@ Polarity is jAER's in every orientation but ``"raw"``. See docs/FORMATS.md.
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 
 from ..errors import FormatError
 from ..events import EVENT_DTYPE
-from .recording import Recording
+from .recording import Recording, read_file_bytes
 
 __all__ = ["read_aedat2", "decode_aedat2", "parse_header", "MAGIC", "ORIENTATIONS", "LAYOUTS"]
 
@@ -175,12 +174,7 @@ def _guess_layout(buf, start, rec, n):
 
 def read_aedat2(path, *, layout=None, sensor_size=None, orientation="image") -> Recording:
     """Read a jAER AEDAT 1.0/2.0 file (see the module docstring for layouts and orientations)."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None
+    path, data = read_file_bytes(path)
     ev, size, camera = decode_aedat2(data, layout=layout, sensor_size=sensor_size, orientation=orientation,
                                      source=path)
     return Recording(ev, size, path, "aedat2", None, camera)

@@ -14,7 +14,6 @@ expressions, not an XML parser: the text comes from an untrusted file. Writing:
 """
 from __future__ import annotations
 
-import os
 import re
 import struct
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..events import EVENT_DTYPE
-from .recording import Recording
+from .recording import Recording, read_file_bytes
 
 __all__ = ["read_aedat4", "decode_aedat4", "parse_io_header", "MAGIC"]
 
@@ -181,12 +180,7 @@ def _aedat_package(path, stream_id):
 def read_aedat4(path, stream_id: int | None = None) -> Recording:
     """Events of one event stream (the lowest-numbered one unless ``stream_id`` is given); the sensor
     size is that stream's width and height, the camera its source. Errors name the byte offset."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise _err(path, f"cannot open ({e.strerror or e})") from None
+    path, data = read_file_bytes(path)
     compression, description, _, _ = parse_io_header(data, path)
     if compression in (0, 1, 2):
         ev, size, camera = decode_aedat4(data, stream_id=stream_id, source=path)

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ..events import EVENT_DTYPE, as_events
+from ..events import as_events
 
 __all__ = ["AEDAT4Writer", "write_aedat4", "MAGIC", "PACKET_EVENTS"]
 

@@ -7,13 +7,12 @@ not state the sensor size: N-MNIST digits span 34 x 34 pixels, N-Caltech101 imag
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from ..errors import FormatError
 from ..events import EVENT_DTYPE
-from .recording import Recording
+from .recording import Recording, read_file_bytes
 
 __all__ = ["read_atis_bin", "decode_atis_bin", "EXTENSIONS", "RECORD_BYTES"]
 
@@ -38,12 +37,7 @@ def decode_atis_bin(data, source="<bytes>") -> np.ndarray:
 
 def read_atis_bin(path) -> Recording:
     """Read an N-MNIST / N-Caltech101 ``.bin`` file; the sensor size is not in the file (None)."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None
+    path, data = read_file_bytes(path)
     if not data:
         raise FormatError(f"{path}: the file is empty")
     return Recording(decode_atis_bin(data, path), None, path, "atis-bin", None)

@@ -8,7 +8,6 @@ structured array. Files are loaded with ``allow_pickle=False``: a recording must
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 

@@ -14,14 +14,13 @@ sensor's own, rows from the top, as Metavision reports them.
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 
 from ..errors import FormatError
 from ..events import EVENT_DTYPE
-from .recording import Recording
+from .recording import Recording, read_file_bytes
 
 __all__ = ["read_prophesee", "read_evt", "read_dat", "decode_prophesee", "parse_header", "sniff"]
 
@@ -153,12 +152,7 @@ def decode_prophesee(data, *, sensor_size=None, source="<bytes>"):
 
 def read_prophesee(path, *, sensor_size=None) -> Recording:
     """Read a Prophesee RAW (EVT 2.0 / 3.0) or DAT file; ``format`` is 'evt2', 'evt3' or 'dat'."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None
+    path, data = read_file_bytes(path)
     ev, size, camera, kind = decode_prophesee(data, sensor_size=sensor_size, source=path)
     return Recording(ev, size, path, kind, None, camera)
 

@@ -1,10 +1,12 @@
 """``Recording``: what every reader returns — one event array, its sensor and optional labels."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import FormatError
 from ..events import EVENT_DTYPE
 
 __all__ = ["Recording", "LABELS_DTYPE", "as_labels"]
@@ -117,3 +119,14 @@ class Recording:
                 yield int(r["label"]), self.events[i:j]
             else:
                 yield int(r["label"]), self.events[(t >= a) & (t < b)]
+
+
+def read_file_bytes(path, limit: int = -1) -> tuple:
+    """``(path as str, the file's bytes)`` (its first ``limit`` bytes if given); a file that cannot be
+    opened is a one-line ``FormatError``. Every reader that decodes a whole file in memory starts here."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            return path, f.read(limit)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot open ({e.strerror or e})") from None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Attr, Kind, OpImpl, need, op_type
+from .base import Attr, OpImpl, need, op_type
 
 
 @op_type("add")

@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from ..errors import EvrtError
-from ..events import EVENT_DTYPE, as_events, make_events
+from ..events import as_events
 from .protocol import END_OF_STREAM, EVENTS, RESET, encode
 
 __all__ = ["SensorMap", "ArraySource", "FileSource", "InivationSource", "DvNetworkSource", "open_source",
