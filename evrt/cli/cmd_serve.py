@@ -39,21 +39,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..pipeline.metrics import Log
 
+    import os
+
+    from ..web.server import live_page
+
     log = Log("serve", args.json)
-    server = live = None
-    if args.web:  # first: a busy port or a missing extra should fail before the model loads
-        from ..web import LiveState
-        from ..web.server import WebServer, parse_web_addr
-        host, port = parse_web_addr(args.web)
-        import os
-        cam = args.camera if not args.camera.startswith("file:") else "file:" + os.path.basename(args.camera[5:])
-        live = LiveState(title=f"evrt serve · {args.model} · {cam}")
-        server = WebServer(live, host, port, rate_hz=args.web_rate, log=log).start()
-    try:
+    cam = args.camera if not args.camera.startswith("file:") else "file:" + os.path.basename(args.camera[5:])
+    with live_page(args.web, args.web_rate, f"evrt serve · {args.model} · {cam}", log) as live:
         return _run(args, log, live)
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def _run(args, log, live) -> int:

@@ -28,19 +28,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..pipeline.metrics import Log
 
+    from ..web.server import live_page
+
     log = Log("watch", args.json)
-    server = live = None
-    if args.web:
-        from ..web import LiveState
-        from ..web.server import WebServer, parse_web_addr
-        host, port = parse_web_addr(args.web)
-        live = LiveState(title=f"evrt watch · {args.connect}")
-        server = WebServer(live, host, port, rate_hz=args.web_rate, log=log).start()
-    try:
+    with live_page(args.web, args.web_rate, f"evrt watch · {args.connect}", log) as live:
         return _watch(args, log, live)
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def _watch(args, log, live) -> int:

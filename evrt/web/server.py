@@ -9,6 +9,7 @@ classifier never waits for any of them. The page and its script are package data
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import struct
@@ -221,3 +222,20 @@ def _finite(o):
     if isinstance(o, (list, tuple)):
         return [_finite(v) for v in o]
     return o
+
+
+@contextlib.contextmanager
+def live_page(addr, rate_hz: float, title: str, log=None):
+    """The ``LiveState`` a command feeds while its page is served at ``addr`` (``[HOST:]PORT``), or None
+    when ``addr`` is None. Started first, so a busy port or a missing extra fails before a model loads."""
+    if not addr:
+        yield None
+        return
+    from .live import LiveState
+    host, port = parse_web_addr(addr)
+    live = LiveState(title=title)
+    server = WebServer(live, host, port, rate_hz=rate_hz, log=log).start()
+    try:
+        yield live
+    finally:
+        server.stop()
