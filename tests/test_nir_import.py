@@ -180,11 +180,11 @@ def test_cli_convert_nir_writes_profile_and_framing(nir, tmp_path):
 def test_time_windows_match_tonic():
     _require("tonic")
     from nir_reference import tonic_frames
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     from evrt.nir.run import time_window_frames
-    for path, _ in nmnist_samples(NMNIST)[:5]:
+    for path, _ in nmnist_recordings(NMNIST)[:5]:
         ref = tonic_frames(path)
-        mine = time_window_frames(read_nmnist_bin(path), 1000, (34, 34))
+        mine = time_window_frames(read_events(path), 1000, (34, 34))
         np.testing.assert_array_equal(mine, ref)
 
 
@@ -197,13 +197,13 @@ def test_nir_paper_cnn_matches_sinabs_on_real_nmnist(precision):
     _require("tonic")
     from nir_reference import sinabs_run, tonic_frames
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     graph = nir.read(str(CNN))
     s = Session(import_nir(CNN, profile="sinabs", time_window_us=1000), precision=precision)
-    for path, label in nmnist_samples(NMNIST)[:3]:
+    for path, label in nmnist_recordings(NMNIST)[:3]:
         out, layers = sinabs_run(graph, tonic_frames(path), double=precision == "float64")
         s.trace = True
-        r = s.run_clip(read_nmnist_bin(path))
+        r = s.run_clip(read_events(path))
         assert r.class_index == int(np.argmax(out)) == label
         np.testing.assert_array_equal(r.step_logits.sum(axis=0), out)
         tr = s.reference_traces()
@@ -224,11 +224,11 @@ def test_counts_cross_checked_against_neurobench():
     from nir_reference import tonic_frames
     from tools.nir_neurobench import evrt_side, neurobench_side
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
-    path, _ = nmnist_samples(NMNIST)[0]
+    from nir_reference import nmnist_recordings, read_events
+    path, _ = nmnist_recordings(NMNIST)[0]
     nb, totals = neurobench_side(nir.read(str(CNN)), tonic_frames(path))
     sess = Session(import_nir(CNN, profile="sinabs", time_window_us=1000), precision="float64")
-    ev, _ = evrt_side(sess, read_nmnist_bin(path))
+    ev, _ = evrt_side(sess, read_events(path))
     assert sorted(nb) == sorted(k for k, v in ev.items() if v["nb_def"] is not None) and len(nb) == 5
     for name, (ops, spiking, dense) in nb.items():
         assert ops == ev[name]["nb_def"] > 0, name
