@@ -157,3 +157,20 @@ def test_harness_counts_the_sum_pool_like_a_synapse():
     assert measured["scale"]["macs"] > 0 and measured["scale"]["acs"] == 0
     # several spikes per step: the counts are not all 0/1, so weighted ACs differ from pairs
     assert golden["spikes"]["n1"].max() > 1
+
+
+def test_time_window_framing_runs_one_step_per_window_and_refuses_no_events():
+    """The engine's hook for time-window framed models (meta["framing"], NIR imports): one step per
+    window from the first event, the last incomplete window dropped, and no answer from no events."""
+    from evrt.errors import EventError
+    from evrt.events import make_events
+    g = nir_ops_graph()
+    g.meta["framing"] = {"kind": "time_window", "time_window_us": 1000, "include_incomplete": False,
+                         "start": "first_event"}
+    sess = Session(g, "float64")
+    ev = random_gesture_events(800, seed=5, sensor=(SENSOR, SENSOR))
+    span = int(ev["t"][-1]) - int(ev["t"][0])
+    r = sess.run_clip(ev)
+    assert r.step_logits.shape == ((span - 1000) // 1000 + 1, 3)
+    with pytest.raises(EventError, match="no events"):
+        sess.run_clip(make_events([], [], [], []))
