@@ -15,7 +15,7 @@ from time import perf_counter
 import numpy as np
 
 from .counters import LayerCount, Report
-from .errors import GraphError
+from .errors import EventError, GraphError
 from .graph import Graph
 from .ops import Kind, build
 from .readout import confidence
@@ -195,10 +195,10 @@ class Session:
         Give either the sample's events or precomputed frames (T, C, H, W) in the reference layout."""
         from .framing import FrameSpec, event_bins, clip_frames
 
-        if self.meta.get("framing", {}).get("kind") == "time_window":   # NIR-imported models
-            from .nir.run import run_clip_time
-            return run_clip_time(self, events, frames)
-        self.reset()
+        framing = self.meta.get("framing", {})
+        if framing.get("kind") == "time_window":   # NIR-imported models: one step per fixed time window
+            from .nir.run import time_window_steps
+            return self._run_steps(list(frames) if frames is not None else time_window_steps(events, framing))
         spec = FrameSpec.from_dict(self.meta["frame"])
         # converted (CSDformer) models take their input in the first `input_steps` steps and need
         # the remaining steps to let it propagate; every other family has input_steps == T
@@ -216,6 +216,13 @@ class Session:
             steps += [empty] * (self.T - n_in)
         if len(steps) != self.T:
             raise GraphError(f"a clip has {self.T} steps for this model, got {len(steps)}")
+        return self._run_steps(steps)
+
+    def _run_steps(self, steps: list) -> ClipResult:
+        """One clip's steps from a fresh state; the readout is the mean of the step outputs."""
+        if not steps:
+            raise EventError("the clip has no events (no time window to run)")
+        self.reset()
         saved, self.reset_every = self.reset_every, None
         try:
             outs = [self.step(x) for x in steps]

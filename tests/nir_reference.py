@@ -42,3 +42,17 @@ def sinabs_run(graph, frames, double=False):
     for h in hooks:
         h.remove()
     return out.numpy().reshape(len(frames), -1).sum(axis=0), layers
+
+
+def nmnist_recordings(root):
+    """[(path, label)] of the N-MNIST layout `root/<digit>/<id>.bin`, sorted by recording id (the order the
+    reports and docs/NIR.md list them in). Only a listing: evrt decodes with `read_events`."""
+    from pathlib import Path
+    items = [(p, int(p.parent.name)) for p in Path(root).glob("[0-9]/*.bin")]
+    return sorted(items, key=lambda it: it[0].stem)
+
+
+def read_events(path):
+    """A recording's events through evrt's shared reader (evrt.formats, the `.bin` format)."""
+    from evrt.formats import read_recording
+    return read_recording(path).events

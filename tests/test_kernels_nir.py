@@ -68,6 +68,6 @@ def test_sumpool_matches_twin(dtype, k, s, p):
     x = ((rng.random((9, 11, 5)) < 0.3) * rng.integers(1, 3, (9, 11, 5))).astype(dtype)
     ref, pairs_ref, w_ref = sumpool2d_np(x, *k, *s, *p)
     out = np.full(ref.shape, 7.0, dtype)
-    pairs, weighted = sumpool2d(x, *k, *s, *p, out)
+    c = sumpool2d(x, *k, *s, *p, out)
     np.testing.assert_array_equal(out, ref)
-    assert (pairs, weighted) == (pairs_ref, w_ref)
+    assert (c.nnz, c.pairs, c.weighted) == (int(np.count_nonzero(x)), pairs_ref, w_ref)

@@ -40,7 +40,7 @@ def _native_graph(seed=0):
     p = g.add("pool", "sumpool", [s], k=[2, 2], stride=[2, 2], pad=[0, 0], scale=1.0, in_kind="spike")
     y = g.conv_bn("conv2", p, rng.normal(0, 0.5, (8, 6, 3, 3)), rng.normal(0.0, 0.1, 8), None, stride=2, pad=1,
                   in_kind="count")
-    s = g.add("if2", "if", [y], vth=1.0, ref_shape=[8, 3, 3])
+    s = g.add("if2", "dif", [y], {"vth": np.ones(1), "v_init": np.zeros(1)}, ref_shape=[8, 3, 3])
     f = g.add("flat", "reshape", [s], shape=[72])
     y = g.linear_bn("fc", f, rng.normal(0, 0.5, (5, 72)), rng.normal(0.2, 0.1, 5), None)
     g.lif("out_lif", y, k=0.25, vth=0.5, ref_shape=[5], ref_layout="flat")

@@ -180,11 +180,11 @@ def test_cli_convert_nir_writes_profile_and_framing(nir, tmp_path):
 def test_time_windows_match_tonic():
     _require("tonic")
     from nir_reference import tonic_frames
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     from evrt.nir.run import time_window_frames
-    for path, _ in nmnist_samples(NMNIST)[:5]:
+    for path, _ in nmnist_recordings(NMNIST)[:5]:
         ref = tonic_frames(path)
-        mine = time_window_frames(read_nmnist_bin(path), 1000, (34, 34))
+        mine = time_window_frames(read_events(path), 1000, (34, 34))
         np.testing.assert_array_equal(mine, ref)
 
 
@@ -197,13 +197,13 @@ def test_nir_paper_cnn_matches_sinabs_on_real_nmnist(precision):
     _require("tonic")
     from nir_reference import sinabs_run, tonic_frames
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     graph = nir.read(str(CNN))
     s = Session(import_nir(CNN, profile="sinabs", time_window_us=1000), precision=precision)
-    for path, label in nmnist_samples(NMNIST)[:3]:
+    for path, label in nmnist_recordings(NMNIST)[:3]:
         out, layers = sinabs_run(graph, tonic_frames(path), double=precision == "float64")
         s.trace = True
-        r = s.run_clip(read_nmnist_bin(path))
+        r = s.run_clip(read_events(path))
         assert r.class_index == int(np.argmax(out)) == label
         np.testing.assert_array_equal(r.step_logits.sum(axis=0), out)
         tr = s.reference_traces()
@@ -224,11 +224,11 @@ def test_counts_cross_checked_against_neurobench():
     from nir_reference import tonic_frames
     from tools.nir_neurobench import evrt_side, neurobench_side
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
-    path, _ = nmnist_samples(NMNIST)[0]
+    from nir_reference import nmnist_recordings, read_events
+    path, _ = nmnist_recordings(NMNIST)[0]
     nb, totals = neurobench_side(nir.read(str(CNN)), tonic_frames(path))
     sess = Session(import_nir(CNN, profile="sinabs", time_window_us=1000), precision="float64")
-    ev, _ = evrt_side(sess, read_nmnist_bin(path))
+    ev, _ = evrt_side(sess, read_events(path))
     assert sorted(nb) == sorted(k for k, v in ev.items() if v["nb_def"] is not None) and len(nb) == 5
     for name, (ops, spiking, dense) in nb.items():
         assert ops == ev[name]["nb_def"] > 0, name
@@ -238,3 +238,88 @@ def test_counts_cross_checked_against_neurobench():
     assert totals["Dense"] == sum(v[2] for v in nb.values())
     pools = [k for k, v in ev.items() if v["nb_def"] is None]
     assert len(pools) == 2 and all(ev[k]["acs"] > 0 for k in pools)
+
+
+# ---------------------------------------------------------------------------------- the zoo card
+ZOO = ROOT / "models" / "nir-nmnist-cnn"
+NMNIST_ROOT = NMNIST.parent
+
+
+def _card():
+    return json.loads((ZOO / "card.json").read_text())
+
+
+def _evrt_eval(*extra):
+    """The README-style command, run as a user runs it: `evrt eval --dataset nmnist --model nir-nmnist-cnn`."""
+    out = subprocess.run([sys.executable, "-m", "evrt", "eval", "--dataset", "nmnist", "--root",
+                          str(NMNIST_ROOT), "--model", "nir-nmnist-cnn", "--json", *extra],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def test_zoo_card_lists_the_shipped_model_and_it_is_the_nir_file_converted(nir):
+    """`evrt models` shows the card; the shipped model.evrt is what the card's convert command makes
+    from cnn_sinabs.nir (every op, attribute and parameter)."""
+    from evrt.graph import Graph
+    from evrt.nir import import_nir
+    card = _card()
+    res = subprocess.run([sys.executable, "-m", "evrt", "models", "--json"], capture_output=True, text=True, cwd=ROOT)
+    listed = {c["name"]: c for c in json.loads(res.stdout)}
+    assert listed["nir-nmnist-cnn"]["dataset"] == "nmnist" and Path(listed["nir-nmnist-cnn"]["path"]).is_file()
+    shipped = Graph.load(ZOO / card["file"])
+    fresh = import_nir(ZOO / "cnn_sinabs.nir", profile="sinabs", time_window_us=card["framing"]["time_window_us"])
+    assert [(o.name, o.type, o.inputs, o.attrs) for o in shipped.ops] == \
+        [(o.name, o.type, o.inputs, json.loads(json.dumps(o.attrs))) for o in fresh.ops]
+    for a, b in zip(shipped.ops, fresh.ops):
+        assert sorted(a.params) == sorted(b.params)
+        for k in a.params:
+            np.testing.assert_array_equal(a.params[k], b.params[k])
+    runtime = sum(p.size for o in shipped.ops for k, p in o.params.items() if not k.startswith("nir_"))
+    assert runtime == card["params"] and shipped.meta["classes"] == card["classes"]
+
+
+def test_zoo_card_accuracy_on_a_subset():
+    """Recomputed from the shipped model and recordings only (no nir/sinabs needed): on the first
+    recording of every digit and on each recording the card names as misclassified, evrt predicts what
+    the card says (correct, or the stated wrong digit)."""
+    from evrt.datasets.nmnist import NMNIST
+    card = _card()
+    wrong = card["accuracy"]["misclassified"]
+    ds = NMNIST(NMNIST_ROOT, split="test")
+    first = {}
+    for i, (name, label) in enumerate(zip(ds.names, ds.labels)):
+        first.setdefault(label, i)
+    idx = sorted(set(first.values()) | {ds.names.index(n) for n in wrong})
+    assert len(first) == 10 and len(wrong) == 4 and len(idx) >= 10
+    sess = Session(str(ZOO / card["file"]), precision=card["precision"])
+    for i in idx:
+        s = ds[i]
+        pred = card["classes"][sess.run_clip(s.events).class_index]
+        assert pred == wrong.get(s.name, card["classes"][s.label]), s.name
+
+
+@pytest.mark.slow
+def test_zoo_card_accuracy_on_all_100_recordings():
+    """The card's accuracy claims, all recomputed: evrt through `evrt eval` (float32, the card's
+    precision) and sinabs (float32, the paper's pipeline) on the 100 shipped recordings."""
+    nir = _require("nir")
+    _require("sinabs")
+    _require("tonic")
+    from nir_reference import nmnist_recordings, sinabs_run, tonic_frames
+    card = _card()
+    acc = card["accuracy"]
+    res = _evrt_eval("--precision", card["precision"])
+    assert res["n"] == acc["n_samples"] == 100
+    assert res["correct"] == acc["evrt_correct"] and res["accuracy"] == acc["evrt"]
+    assert {p["name"]: p["pred"] for p in res["predictions"] if not p["correct"]} == acc["misclassified"]
+    evrt_pred = {p["name"]: p["pred"] for p in res["predictions"]}
+    graph = nir.read(str(ZOO / "cnn_sinabs.nir"))
+    ref_correct = agree = 0
+    for path, label in nmnist_recordings(NMNIST):
+        out, _ = sinabs_run(graph, tonic_frames(path), double=False)
+        pred = card["classes"][int(np.argmax(out))]
+        ref_correct += pred == str(label)
+        agree += pred == evrt_pred[f"Test/{label}/{path.stem}"]
+    assert ref_correct == acc["reference_correct"] and ref_correct / 100 == acc["reference"]
+    assert agree / 100 == acc["agreement"]

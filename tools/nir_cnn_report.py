@@ -33,18 +33,18 @@ def main(argv=None) -> int:
     from nir_reference import sinabs_run, tonic_frames
     from evrt.engine import Session
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     from evrt.nir.run import time_window_frames
     from evrt.progress import track
 
     graph = nir.read(str(MODEL))
     eg = import_nir(MODEL, profile="sinabs", time_window_us=1000)
     sess = {p: Session(eg, precision=p) for p in ("float64", "float32")}
-    items = nmnist_samples(DATA)[: args.limit]
+    items = nmnist_recordings(DATA)[: args.limit]
     rows = []
     layer_eq = {p: {} for p in sess}
     for path, label in track(items, desc="N-MNIST", enabled=True):
-        ev = read_nmnist_bin(path)
+        ev = read_events(path)
         ref_frames = tonic_frames(path)
         framing_equal = bool(np.array_equal(time_window_frames(ev, 1000, (34, 34)), ref_frames))
         row = {"id": path.stem, "label": label, "steps": len(ref_frames), "framing_equal": framing_equal}

@@ -135,18 +135,18 @@ def main(argv=None) -> int:
     from evrt.engine import Session
     from evrt.neurobench import neurobench_metrics
     from evrt.nir import import_nir
-    from evrt.nir.nmnist_bin import nmnist_samples, read_nmnist_bin
+    from nir_reference import nmnist_recordings, read_events
     from evrt.progress import track
 
     graph = nir.read(str(MODEL))
     eg = import_nir(MODEL, profile="sinabs", time_window_us=1000)
     sess = Session(eg, precision="float64")
-    items = nmnist_samples(DATA)[: args.limit]
+    items = nmnist_recordings(DATA)[: args.limit]
     layers, nb_tot = {}, {"Effective_ACs": 0.0, "Effective_MACs": 0.0, "Dense": 0.0}
     evrt_report = None
     for path, _ in track(items, desc="NeuroBench", enabled=True):
         nb, tot = neurobench_side(graph, tonic_frames(path))
-        ev, _ = evrt_side(sess, read_nmnist_bin(path))
+        ev, _ = evrt_side(sess, read_events(path))
         for k in nb_tot:
             nb_tot[k] += tot[k]
         for name, e in ev.items():
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
            "neurobench_totals_per_sample": {k: v / n for k, v in nb_tot.items()}}
     sess.reset_counters()
     for path, _ in items:
-        sess.run_clip(read_nmnist_bin(path))
+        sess.run_clip(read_events(path))
     rec["evrt_neurobench_names_per_sample"] = neurobench_metrics(sess.report(), eg, "float64", n)
     print(json.dumps(rec, indent=1))
     if args.json:

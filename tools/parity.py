@@ -176,6 +176,18 @@ def _count_tprod_av(op, ins, ctx):
     return n
 
 
+def _count_sumpool(op, ins, ctx):
+    """A window sum is a synapse whose weights are all 1: each input value adds once per window that
+    holds it (count input: a count c is c ACs). Real-valued input gives MACs, not counted here."""
+    if op.attrs.get("in_kind") == "real":
+        return None
+    x = ins[0]
+    (kh, kw), (sh, sw), (ph, pw) = op.attrs["k"], op.attrs["stride"], op.attrs.get("pad", [0, 0])
+    hh, ww = ctx["shape"][op.name][:2]
+    ty, tx = _valid_taps(x.shape[0], hh, kh, sh, ph), _valid_taps(x.shape[1], ww, kw, sw, pw)
+    return int(np.sum(x * ty[:, None, None] * tx[None, :, None]))
+
+
 # an independent count for every op type whose declared kind counts ACs (evrt.ops.Kind.counts_acs);
 # each is made from the layer's geometry and its input spike maps, never by an evrt kernel
 COUNTS = {
@@ -189,6 +201,8 @@ COUNTS = {
     "tprod_qk": _count_tprod_qk,
     "tprod_av": _count_tprod_av,
     "scaled_add": lambda op, ins, ctx: int(np.sum(ins[1])),
+    "sumpool": _count_sumpool,
+    "scale": lambda op, ins, ctx: None,     # an element-wise multiply by real factors: MACs only, no ACs
 }
 
 # the inputs a count reads (default: all); the others may be real-valued (unknown here)

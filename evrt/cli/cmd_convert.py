@@ -82,7 +82,10 @@ def run(args) -> int:
 
     if args.checkpoint.lower().endswith(".nir"):
         from .nir_args import convert_nir
-        return convert_nir(args)
+        if args.arch:
+            raise EvrtError("--arch does not apply to a .nir graph (it carries its own architecture)")
+        check_output(args.output, [args.checkpoint], args.force)
+        return convert_nir(args, read_class_file(args.classes) if args.classes else None)
     if not args.arch:
         raise EvrtError("--arch is required for a checkpoint (only a .nir graph brings its own architecture)")
     from ..checkpoint import load_checkpoint

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from ..errors import EvrtError
 
 
 def add_nir_args(p):
@@ -17,16 +16,10 @@ def add_nir_args(p):
                    help="framing: events of this many µs make one step (tonic ToFrame(time_window))")
 
 
-def convert_nir(args) -> int:
+def convert_nir(args, classes) -> int:
+    """The NIR branch of `evrt convert` (cmd_convert has checked -o and read --classes)."""
     from ..nir import import_nir
-    from .cmd_convert import read_class_file
 
-    if args.arch:
-        raise EvrtError("--arch does not apply to a .nir graph (it carries its own architecture)")
-    from pathlib import Path
-    if Path(args.output).resolve() == Path(args.checkpoint).resolve():
-        raise EvrtError(f"{args.output}: the output would overwrite the input graph")
-    classes = read_class_file(args.classes) if args.classes else None
     graph = import_nir(args.checkpoint, profile=args.nir_profile, dt=args.dt, time_window_us=args.time_window_us,
                        timesteps=args.timesteps, classes=classes)
     graph.save(args.output)

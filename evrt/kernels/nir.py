@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .counts import Counts
+
 
 @njit(cache=True)
 def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, fire, reset, use_floor,
@@ -109,20 +111,29 @@ def nir_neuron_step_np(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba
     return s, h, vv, i, float(np.count_nonzero(s)) if fire else 0.0
 
 
-@njit(cache=True)
-def sumpool2d(x, kh, kw, sh, sw, ph, pw, out):
+def sumpool2d(x, kh, kw, sh, sw, ph, pw, out) -> Counts:
     """out (Ho, Wo, C) <- sum over each kh x kw window of x (H, W, C), zero padding. Scatter: each
-    non-zero input adds itself to the windows that contain it. Returns (pairs, weighted): pairs =
-    (non-zero input, output) pairs touched, weighted = Σ of the input over those pairs — the ACs of a
-    spike or count input (the same counts the synaptic kernels give)."""
+    non-zero input adds itself to the windows that contain it. Returns Counts(nnz, pairs, weighted):
+    pairs = (non-zero input, output) pairs touched, weighted = Σ of the input over those pairs — the
+    ACs of a spike or count input, as the synaptic kernels count them."""
+    nnz, pairs, weighted = _sumpool2d(x, kh, kw, sh, sw, ph, pw, out)
+    return Counts(int(nnz), int(pairs), float(weighted))
+
+
+@njit(cache=True)
+def _sumpool2d(x, kh, kw, sh, sw, ph, pw, out):
     h, w, c = x.shape
     ho, wo, _ = out.shape
     out[...] = 0
+    nnz = 0
     pairs = 0
     weighted = 0.0
     for y in range(h):
         for xx in range(w):
             row = x[y, xx]
+            for ch in range(c):
+                if row[ch] != 0:
+                    nnz += 1
             for ky in range(kh):
                 t = y + ph - ky
                 if t < 0 or t % sh:
@@ -144,7 +155,7 @@ def sumpool2d(x, kh, kw, sh, sw, ph, pw, out):
                             orow[ch] += val
                             pairs += 1
                             weighted += val
-    return pairs, weighted
+    return nnz, pairs, weighted
 
 
 def sumpool2d_np(x, kh, kw, sh, sw, ph, pw):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import GraphError
 from ..graph import Graph
+from ..ops.converted import NO_CAP
 from . import require_nir
 
 WHAT = {"ssa": "spiking self-attention", "sdsa_kv": "spike-driven self-attention", "dssa_scores": "DSSA attention",
@@ -103,7 +104,7 @@ def export_nir(graph: Graph | str, path=None, dt: float = 1e-3):
                 vals[op.name] = (op.name, (cout,), None, (cout,))
             else:
                 _refuse(op, "linear map on tokens")
-        elif t in ("lif", "if"):
+        elif t in ("lif", "dif"):
             shape = src[1]
             vth = _to_nir(op.params.get("vth", np.array([float(a.get("vth", 1.0))])), src)
             if t == "lif":
@@ -111,8 +112,12 @@ def export_nir(graph: Graph | str, path=None, dt: float = 1e-3):
                 node = nir.LIF(tau=np.full(shape, dt / k), r=np.ones(shape), v_leak=np.zeros(shape),
                                v_threshold=vth, v_reset=np.zeros(shape), metadata={"evrt_spike": ">="})
             else:
-                if float(a.get("v0", 0.0)) or int(a.get("delay", 0)):
-                    _refuse(op, "IF with an initial charge or a delay")
+                # dif is a plain IF (soft reset, spike at v >= vth) only with no initial charge (its
+                # default v_init is vth/2), no integrate-only delay and no spike cap
+                v_init = op.params.get("v_init")
+                if v_init is None or np.any(v_init != 0) or int(a.get("delay", 0)) or \
+                        int(a.get("cap", NO_CAP)) != NO_CAP:
+                    _refuse(op, "IF with an initial charge, a delay or a spike cap")
                 node = nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=vth, v_reset=np.zeros(shape),
                               metadata={"evrt_spike": ">=", "evrt_reset": "subtract"})
             put(op.name, node, op.inputs)

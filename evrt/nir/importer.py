@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..archs.common import GraphBuilder
 from ..errors import GraphError
 from ..fold import conv_runtime
 from ..framing import FrameSpec
+from ..graph import GraphBuilder
 from . import profiles as P
 from . import require_nir
 
@@ -236,7 +236,8 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
                              f"dt={dt:g} s (got {np.unique(np.asarray(node.delay))[:4].tolist()})")
         d = x.to_runtime(np.round(steps))
         b.add(name, "delay", [x.op], {"d": d, "nir_delay": np.broadcast_to(np.asarray(node.delay, np.float64),
-                                                                            x.nir_shape)})
+                                                                            x.nir_shape)},
+              ref_shape=list(x.nir_shape))
         return Value(name, x.shape, x.nir_shape, x.kind, x.perm)
     if kind == "Flatten":
         start, end = int(getattr(node, "start_dim", 0)), int(getattr(node, "end_dim", -1))
@@ -262,8 +263,7 @@ def _node(b, n, kind, node, x: Value, name, profile, dt, semantics) -> Value:
         p = _pair(node.padding, "padding", n)
         scale = 1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1])
         b.add(name, "sumpool", [x.op], k=list(k), stride=list(s), pad=list(p), scale=scale, in_kind=_in_kind(x))
-        h, w, c = x.shape
-        ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+        ho, wo, c = b.shape(name)
         out_kind = "count" if kind == "SumPool2d" and x.kind in ("spike", "count") else "real"
         return Value(name, (ho, wo, c), (c, ho, wo), out_kind)
     if kind in P.NEURON_KINDS:
@@ -337,7 +337,7 @@ def _conv(b, n, kind, node, x: Value, name) -> Value:
         bias = np.full(cout, float(bias[0]))
     b.add(name, "conv2d", [x.op], {"w": conv_runtime(w), "b": bias}, stride=s[0], pad=p[0], groups=groups,
           in_kind="count" if x.kind == "events" else _in_kind(x))
-    ho, wo = (h + 2 * p[0] - kh) // s[0] + 1, (wd + 2 * p[1] - kw) // s[1] + 1
+    ho, wo, _ = b.shape(name)
     return Value(name, (ho, wo, cout), (cout, ho, wo), "real")
 
 
@@ -367,7 +367,7 @@ def _conv1d(b, n, node, x: Value, name) -> Value:
     row = b.add(f"{name}.row", "reshape", [x.op], shape=[1, length, cin])
     conv = b.add(f"{name}.conv", "conv2d", [row], {"w": conv_runtime(w[:, :, None, :]), "b": bias}, stride=s, pad=0,
                  groups=groups, in_kind=_in_kind(x))
-    lo = (length - k) // s + 1
+    lo = b.shape(conv)[1]
     b.add(name, "reshape", [conv], shape=[lo, cout])
     return Value(name, (lo, cout), (cout, lo), "real")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine import ClipResult
 from ..errors import EventError
 
 
@@ -42,22 +41,9 @@ def time_window_frames(ev, window_us: int, sensor_size: tuple, include_incomplet
     return out
 
 
-def run_clip_time(sess, events=None, frames=None) -> ClipResult:
-    """One sample: fresh state, one step per time window (or per given frame), readout = mean of the
-    step outputs (argmax = argmax of the summed output spikes, sinabs' rule)."""
-    fr = sess.meta.get("framing", {})
-    if frames is None:
-        lo, hi = time_window_bounds(events["t"], fr["time_window_us"], fr.get("include_incomplete", False))
-        steps = [events[a:b] for a, b in zip(lo, hi)]
-    else:
-        steps = list(frames)
-    sess.reset()
-    saved, sess.reset_every = sess.reset_every, None
-    try:
-        outs = [sess.step(x) for x in steps]
-    finally:
-        sess.reset_every = saved
-    step_logits = np.stack([o.logits for o in outs])
-    res = ClipResult(step_logits.mean(axis=0), step_logits, sum(o.acs for o in outs), sum(o.macs for o in outs))
-    sess.reset()
-    return res
+def time_window_steps(events, framing: dict) -> list:
+    """One clip's steps under a model's `meta["framing"]` (kind "time_window"): the events of each
+    window, in order (`Session.run_clip` runs them from a fresh state and averages the outputs;
+    argmax = argmax of the summed output spikes, sinabs' rule)."""
+    lo, hi = time_window_bounds(events["t"], framing["time_window_us"], framing.get("include_incomplete", False))
+    return [events[a:b] for a, b in zip(lo, hi)]

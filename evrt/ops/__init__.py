@@ -1,7 +1,7 @@
 """Op implementations: the glue between a folded graph's ops and the numba kernels.
 
 One module per kind of work, mirroring `evrt/kernels/`: `input`, `synaptic`, `neurons`, `pooling`,
-`attention`, `structural`, and `converted` (IF/DIF models). Each op type is one class that declares
+`attention`, `structural`, `converted` (IF/DIF models) and `nir` (models imported from NIR). Each op type is one class that declares
 its attributes, parameters, inputs, kind and shape rule (`evrt.ops.base`) next to its `run()`; given
 its op record and input shapes it allocates its output buffer and state once, then runs one timestep
 per `run()` call, recording what the kernels report (ACs, MACs, spikes) in `self.stats`.
@@ -12,7 +12,7 @@ its NumPy twin in evrt/kernels/dense.py. Nothing else keeps a list of op types.
 """
 from __future__ import annotations
 
-from . import attention, converted, input, neurons, pooling, structural, synaptic  # noqa: F401  (register)
+from . import attention, converted, input, neurons, nir, pooling, structural, synaptic  # noqa: F401  (register)
 from .base import (MAX_ELEMENTS, OP_TYPES, Attr, Kind, OpImpl, Param, StepStats, check_op, op_class,
                    op_type, out_size)
 from .input import EventBatch

@@ -66,11 +66,15 @@ class Param:
     shape or an earlier parameter) must match, an unbound name is bound by this array. An int is a fixed
     size. `per_step` allows one extra leading axis (a table per timestep) — all per_step parameters of
     an op have it or none does. `broadcast` instead of dims: the array must broadcast to the output
-    shape or have a size that divides it (per channel / per element neuron parameters)."""
+    shape or have a size that divides it (per channel / per element neuron parameters); "same": it
+    must have exactly the output's shape (per-element tables a kernel indexes by element); "ref": exactly
+    the attribute ref_shape (values kept in the reference's layout for export). `check`: a test of the
+    values (array -> error text or None), for arrays whose values size a buffer or divide."""
     dims: tuple = ()
     optional: bool = False
     per_step: bool = False
     broadcast: str = ""
+    check: Callable[[np.ndarray], str | None] | None = None
 
 
 def positive(v):
@@ -259,6 +263,8 @@ def _check_params(cls, op, a: dict, in_shapes: list) -> None:
             _fail(op, f"parameter {key!r} has dtype {dt}; expected a real number array")
         if arr.size and not np.all(np.isfinite(arr)):
             _fail(op, f"parameter {key!r} holds non-finite values (NaN or inf): a diverged or corrupt checkpoint")
+        if decl.check is not None and (msg := decl.check(arr)):
+            _fail(op, f"parameter {key!r} {msg}")
         if decl.broadcast:
             continue   # checked against the output shape below
         dims, shape = list(decl.dims), tuple(arr.shape)
@@ -283,7 +289,15 @@ def _check_params(cls, op, a: dict, in_shapes: list) -> None:
                 _fail(op, f"parameter {key!r} has shape {shape}; axis {name} must be {want}")
 
 
-def _check_broadcast(op, key, arr, out_shape, mode):
+def _check_broadcast(op, key, arr, out_shape, mode, a):
+    if mode in ("same", "ref"):
+        want = tuple(out_shape) if mode == "same" else tuple(a.get("ref_shape") or ())
+        if mode == "ref" and not want:
+            _fail(op, f"parameter {key!r} is kept in the reference layout, but the op has no ref_shape")
+        if tuple(arr.shape) != want:
+            _fail(op, f"parameter {key!r} has shape {tuple(arr.shape)}; it must be "
+                      f"{'the output shape' if mode == 'same' else 'ref_shape'} {want}")
+        return
     c = out_shape[-1] if out_shape else 1
     try:
         ok = np.broadcast_shapes(arr.shape, tuple(out_shape)) == tuple(out_shape) and arr.size >= 1
@@ -317,7 +331,7 @@ def check_op(op, in_shapes: list) -> tuple[tuple, dict]:
         _fail(op, f"output shape {out} exceeds {MAX_ELEMENTS} elements")
     for key, decl in cls.params.items():
         if decl.broadcast and key in op.params:
-            _check_broadcast(op, key, op.params[key], out, decl.broadcast)
+            _check_broadcast(op, key, op.params[key], out, decl.broadcast, a)
     return out, a
 
 
