@@ -145,7 +145,6 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path) -> di
     from evrt.engine import Session
     from evrt.evaluate import evaluate
     from evrt.framing import FrameSpec
-    from tools import train as T
 
     log = json.loads((run_dir / "train_log.json").read_text())
     ckpt_path = run_dir / log["checkpoint"]

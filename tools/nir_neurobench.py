@@ -143,7 +143,6 @@ def main(argv=None) -> int:
     sess = Session(eg, precision="float64")
     items = nmnist_recordings(DATA)[: args.limit]
     layers, nb_tot = {}, {"Effective_ACs": 0.0, "Effective_MACs": 0.0, "Dense": 0.0}
-    evrt_report = None
     for path, _ in track(items, desc="NeuroBench", enabled=True):
         nb, tot = neurobench_side(graph, tonic_frames(path))
         ev, _ = evrt_side(sess, read_events(path))

@@ -12,7 +12,6 @@ ACs of a product are the non-zero terms added (a spike meeting a non-zero count 
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 

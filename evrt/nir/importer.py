@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import GraphError
 from ..fold import conv_runtime
 from ..framing import FrameSpec
-from ..graph import GraphBuilder
+from ..graph import Graph, GraphBuilder
 from . import profiles as P
 from . import require_nir
 
