@@ -89,6 +89,56 @@ def test_ill_typed_or_bad_attribute(tmp_path, model, op, key, value, words):
     assert f"'{op}'" in msg and words in msg, msg
 
 
+@pytest.mark.parametrize("key,value,words", [
+    ("dilation", "2", "'dilation' must be a list of integers or null"),
+    ("dilation", [2], "'dilation' = [2] must be a pair [h, w]"),
+    ("dilation", [0, 1], "'dilation' = [0, 1] must be >= 1"),
+    ("dilation", [2**40, 1], "is too large"),
+    ("dilation", [30, 1], "has an empty axis"),
+    ("stride_hw", [1, 2, 3], "must be a pair"),
+    ("stride_hw", [1, 0], "must be >= 1"),
+    ("stride_hw", [1.5, 1], "must be a list of integers"),
+    ("pad_hw", [-1, 0], "must be >= 0"),
+    ("pad_hw", [1 << 20, 1 << 20], "exceeds"),
+])
+def test_hostile_conv_geometry(tmp_path, model, key, value, words):
+    """The optional per-axis stride/pad and dilation of conv2d are checked like every other attribute."""
+    doc, arrays = json.loads(json.dumps(model[0])), model[1]
+    _op(doc, "conv2")["attrs"][key] = value
+    msg = _load_error(tmp_path, doc, arrays)
+    assert "'conv2'" in msg and words in msg, msg
+
+
+def test_conv_geometry_attributes_load_and_run(tmp_path, model):
+    """Null means absent; a square [s, s]/[p, p] pair runs as the plain attributes do (fast kernel); a
+    dilation changes the output shape by the dilated-window rule."""
+    doc, arrays = json.loads(json.dumps(model[0])), model[1]
+    a = _op(doc, "conv2")["attrs"]
+    assert not {"dilation", "stride_hw", "pad_hw"} & set(a)          # files written today carry none
+    s, p = a.get("stride", 1), a.get("pad", 0)
+    base = Graph.load(_write(tmp_path / "a.evrt", doc, arrays))
+    a.update(stride_hw=[s, s], pad_hw=[p, p], dilation=None, stride=7, pad=5)
+    same = Graph.load(_write(tmp_path / "b.evrt", doc, arrays))
+    assert same.shapes() == base.shapes()
+    rng = np.random.default_rng(0)
+    frames = [rng.poisson(0.3, (2, 32, 32)).astype(np.float64) for _ in range(4)]
+    r1, r2 = Session(base), Session(same)
+    acs = []
+    for x in frames:
+        o1, o2 = r1.step(x), r2.step(x)
+        np.testing.assert_array_equal(o1.logits, o2.logits)
+        assert o1.acs == o2.acs
+        acs.append(o1.acs)
+    # dilation [2, 3] with padding [2, 3] keeps this layer's output size: the rest of the model still fits
+    a.update(stride_hw=None, pad_hw=[2, 3], stride=s, pad=p, dilation=[2, 3])
+    h, w = base.shapes()[_op(doc, "conv2")["inputs"][0]][:2]
+    kh, kw = base.op("conv2").params["w"].shape[:2]
+    dil = Graph.load(_write(tmp_path / "c.evrt", doc, arrays))
+    assert dil.shapes()["conv2"][:2] == ((h + 4 - 2 * (kh - 1) - 1) // s + 1, (w + 6 - 3 * (kw - 1) - 1) // s + 1)
+    r3 = Session(dil)
+    assert any(r3.step(x).acs != r1_acs for x, r1_acs in zip(frames, acs))
+
+
 @pytest.mark.parametrize("op,key,bad,words", [
     ("conv2", "b", lambda a: a[:-1], "parameter 'b' has shape (15,); axis cout must be 16"),
     ("conv2", "w", lambda a: a[:, :, :-1], "parameter 'w' has shape (3, 3, 7, 16); axis cin_g must be 8"),

@@ -110,6 +110,35 @@ def test_sinabs_conv_iaf_pool_lif():
     _run_both(build, lambda torch: [torch.poisson(torch.full((1, 2, 10, 10), 0.4)) for _ in range(T)])
 
 
+def test_sinabs_dilated_anisotropic_conv():
+    """Conv2d with dilation and unequal stride/padding per axis (the general conv kernel), grouped, with
+    bias, exported by sinabs: spikes of both IAF layers at every step."""
+    _require("sinabs")
+    from sinabs.nir import to_nir
+    import sinabs.layers as sl
+
+    def build(torch):
+        nn = torch.nn
+        net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=(1, 2), padding=(2, 1), dilation=(2, 1), bias=False),
+                            sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0),
+                            nn.Conv2d(4, 6, (2, 3), stride=(2, 1), padding=(0, 3), dilation=(1, 3), groups=2),
+                            sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0))
+        with torch.no_grad():
+            for m in net:
+                if isinstance(m, nn.Conv2d):
+                    m.weight.mul_(3.0)
+        g = to_nir(net, torch.zeros(1, 2, 11, 12))
+        for m in net.modules():
+            if hasattr(m, "reset_states"):
+                m.reset_states()
+
+        def step(net, xs):
+            net(torch.cat(xs))
+        return net, g, "sinabs", step, (sl.IAFSqueeze,)
+
+    _run_both(build, lambda torch: [torch.poisson(torch.full((1, 2, 11, 12), 0.4)) for _ in range(T)])
+
+
 def test_snntorch_leaky_synaptic():
     snn = _require("snntorch")
     from snntorch.export_nir import export_to_nir
@@ -159,31 +188,39 @@ def test_norse_lifbox_lif_iaf():
     _run_both(build, lambda torch: [(torch.rand(1, 12) < 0.5).float() for _ in range(T)])
 
 
-def test_conv1d_sequence_against_torch_and_sinabs_neurons():
-    """NIR Conv1d (built with the nir package: the exporters above do not write it) against torch's
-    conv1d and sinabs' IAF, through a Flatten of the (C, L) map into an Affine."""
+@pytest.mark.parametrize("stride,padding,dilation", [(2, 0, 1), (1, 3, 2), (2, 2, 3), (1, "same", 2)])
+def test_conv1d_sequence_against_torch_and_sinabs_neurons(stride, padding, dilation):
+    """NIR Conv1d (built with the nir package: the exporters above do not write it) with stride, zero
+    padding and dilation against torch's conv1d and sinabs' IAF, through a Flatten of the (C, L) map into
+    an Affine: float64 identical, float32 >= 99.9 %."""
     torch = _require("torch")
     nir = _require("nir")
     sl = _require("sinabs").layers
     rng = np.random.default_rng(4)
-    w1, w2 = rng.normal(0, 0.8, (4, 3, 3)), rng.normal(0, 0.5, (5, 4 * 9))
+    length, k = 20, 3
+    p = dilation * (k - 1) // 2 if padding == "same" else padding
+    lo = (length + 2 * p - dilation * (k - 1) - 1) // stride + 1
+    w1, w2 = rng.normal(0, 0.8, (4, 3, k)), rng.normal(0, 0.5, (5, 4 * lo))
     g = nir.NIRGraph(type_check=False, nodes={
-        "in": nir.Input(np.array([3, 20])),
-        "c": nir.Conv1d(input_shape=20, weight=w1, stride=2, padding=0, dilation=1, groups=1, bias=np.full(4, 0.1)),
-        "s1": nir.IF(r=np.ones((4, 9)), v_threshold=np.ones((4, 9))),
-        "f": nir.Flatten({"input": np.array([4, 9])}, start_dim=0),
+        "in": nir.Input(np.array([3, length])),
+        "c": nir.Conv1d(input_shape=length, weight=w1, stride=stride, padding=padding, dilation=dilation, groups=1,
+                        bias=np.full(4, 0.1)),
+        "s1": nir.IF(r=np.ones((4, lo)), v_threshold=np.ones((4, lo))),
+        "f": nir.Flatten({"input": np.array([4, lo])}, start_dim=0),
         "fc": nir.Affine(weight=w2, bias=np.zeros(5)),
         "s2": nir.IF(r=np.ones(5), v_threshold=np.ones(5)),
         "out": nir.Output(np.array([5]))},
         edges=[("in", "c"), ("c", "s1"), ("s1", "f"), ("f", "fc"), ("fc", "s2"), ("s2", "out")])
-    xs = [(rng.random((3, 20)) < 0.4).astype(np.float64) for _ in range(T)]
-    x = torch.as_tensor(np.stack(xs))
-    with torch.no_grad():
-        n1 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).double()
-        n2 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).double()
-        y = torch.nn.functional.conv1d(x, torch.as_tensor(w1), torch.full((4,), 0.1, dtype=torch.float64), stride=2)
-        s1 = n1(y).double()
-        s2 = n2(s1.reshape(T, -1) @ torch.as_tensor(w2).T).double()
-    mine = _evrt_layers({"graph": g, "profile": "sinabs"}, xs, "float64")
-    _compare({"s1": s1.numpy().reshape(T, -1), "s2": s2.numpy().reshape(T, -1)},
-             {k: v.reshape(T, -1) for k, v in mine.items()}, exact=True)
+    xs = [(rng.random((3, length)) < 0.4).astype(np.float64) for _ in range(T)]
+    for precision, dt in (("float64", torch.float64), ("float32", torch.float32)):
+        x = torch.as_tensor(np.stack(xs)).to(dt)
+        with torch.no_grad():
+            n1 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).to(dt)
+            n2 = sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0).to(dt)
+            y = torch.nn.functional.conv1d(x, torch.as_tensor(w1).to(dt), torch.full((4,), 0.1, dtype=dt),
+                                           stride=stride, padding=p, dilation=dilation)
+            s1 = n1(y).to(dt)
+            s2 = n2(s1.reshape(T, -1) @ torch.as_tensor(w2).to(dt).T).double()
+        mine = _evrt_layers({"graph": g, "profile": "sinabs"}, xs, precision)
+        _compare({"s1": s1.double().numpy().reshape(T, -1), "s2": s2.numpy().reshape(T, -1)},
+                 {k: v.reshape(T, -1) for k, v in mine.items()}, exact=precision == "float64")

@@ -120,7 +120,7 @@ def test_flatten_permutes_affine_columns(nir):
     ("unsupported", "is a sub-graph"),
     ("cycle", "cycle through node"),
     ("shape", "does not fit"),
-    ("dilation", "dilation"),
+    ("same", "padding 'same' is not supported"),
 ])
 def test_bad_graphs_get_one_line_errors_naming_the_node(nir, case, msg):
     from evrt.nir import import_nir
@@ -135,15 +135,15 @@ def test_bad_graphs_get_one_line_errors_naming_the_node(nir, case, msg):
         g = _chain(nir, inp, ("fc", nir.Linear(np.ones((3, 5)))), ("out", nir.Output(np.array([3]))))
     else:
         g = _chain(nir, ("in", nir.Input(np.array([1, 8, 8]))),
-                   ("conv", nir.Conv2d(input_shape=(8, 8), weight=np.ones((1, 1, 3, 3)), stride=1, padding=0,
-                                       dilation=2, groups=1, bias=np.zeros(1))),
-                   ("out", nir.Output(np.array([1, 4, 4]))))
+                   ("conv", nir.Conv2d(input_shape=(8, 8), weight=np.ones((1, 1, 2, 2)), stride=1, padding="same",
+                                       dilation=1, groups=1, bias=np.zeros(1))),
+                   ("out", nir.Output(np.array([1, 8, 8]))))
     with pytest.raises(GraphError) as err:
         import_nir(g)
     text = str(err.value)
     assert msg in text and "\n" not in text
     if case != "cycle":
-        assert repr({"unsupported": "d", "shape": "fc", "dilation": "conv"}[case]) in text
+        assert repr({"unsupported": "d", "shape": "fc", "same": "conv"}[case]) in text
 
 
 def test_missing_nir_package_message(monkeypatch):

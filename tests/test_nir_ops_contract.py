@@ -32,14 +32,14 @@ def _neuron(shape, ref_shape, fire, rng, cuba=0):
                    nir_type="IF", ref_layout="channels_first" if len(shape) > 1 else "flat")
 
 
-def nir_ops_graph(seed=0, T=6) -> Graph:
+def nir_ops_graph(seed=0, T=6, conv_geometry=None) -> Graph:
     """events -> conv -> nir_neuron (several spikes per step) -> sumpool -> scale -> delay -> nir_neuron
     -> flatten -> linear -> nir_neuron (LI: membrane out)."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder()
     x = b.input(T=T, width=SENSOR, height=SENSOR)
     c = b.add("conv", "conv2d", [x], {"w": rng.normal(0.3, 0.5, (3, 3, 2, 4)), "b": np.zeros(4)}, pad=1,
-              in_kind="events")
+              in_kind="events", **(conv_geometry or {}))
     p, a = _neuron((12, 12, 4), (4, 12, 12), 3, rng)
     s1 = b.add("n1", "nir_neuron", [c], p, **a)
     pool = b.add("pool", "sumpool", [s1], k=[2, 3], stride=[2, 2], pad=[0, 1], in_kind="count")
@@ -140,10 +140,12 @@ def test_zero_threshold_with_multi_spike_is_refused():
         Session(g, "float64")
 
 
-def test_harness_counts_the_sum_pool_like_a_synapse():
+@pytest.mark.parametrize("geometry", [None, {"pad_hw": [2, 1], "dilation": [2, 1]}])
+def test_harness_counts_the_sum_pool_like_a_synapse(geometry):
     """The parity harness's count (geometry x the traced input counts) equals the kernel's ACs for the
-    sum pool (count input: a count c is c ACs) and for the conv and linear around it."""
-    g = nir_ops_graph()
+    sum pool (count input: a count c is c ACs) and for the conv and linear around it — also for a
+    dilated conv with per-axis padding (the general conv kernel; same 12 x 12 output)."""
+    g = nir_ops_graph(conv_geometry=geometry)
     ev = random_gesture_events(1500, seed=2, sensor=(SENSOR, SENSOR))
     sess = Session(g, "float64")
     sess.trace = True

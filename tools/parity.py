@@ -90,11 +90,12 @@ def teacher_forced_float32(graph, golden, events, frames=None):
 
 # ---------------------------------------------------------------------------- independent AC counts
 
-def _valid_taps(n_in, n_out, k, stride, pad):
-    """For each input coordinate, how many kernel taps map it onto an in-bounds output coordinate."""
+def _valid_taps(n_in, n_out, k, stride, pad, dil=1):
+    """For each input coordinate, how many kernel taps map it onto an in-bounds output coordinate
+    (tap kk of a dilated kernel reads input o*stride - pad + kk*dil)."""
     i = np.arange(n_in)[:, None]
     kk = np.arange(k)[None, :]
-    num = i + pad - kk
+    num = i + pad - kk * dil
     ok = (num % stride == 0) & (num // stride >= 0) & (num // stride < n_out)
     return ok.sum(axis=1)
 
@@ -115,18 +116,22 @@ def _maxpool(x, k, s, p):
 def _count_conv(op, ins, ctx):
     kh, kw, _, cout = op.params["w"].shape[-4:]
     s, p, g = op.attrs.get("stride", 1), op.attrs.get("pad", 0), op.attrs.get("groups", 1)
+    # per-axis stride/pad and dilation (layers imported from NIR); absent: both axes alike, undilated
+    sh, sw = op.attrs.get("stride_hw") or (s, s)
+    ph, pw = op.attrs.get("pad_hw") or (p, p)
+    dh, dw = op.attrs.get("dilation") or (1, 1)
     hh, ww = ctx["shape"][op.name][:2]
     if op.attrs.get("in_kind") == "real":   # real-valued input: MACs, not counted here
         return None
     if isinstance(ins[0], str):             # fed by raw events: each event is one spike
         ev = ctx["bins"][ctx["t"]]
         src = ctx["graph"].op(op.inputs[0]).attrs
-        ty = _valid_taps(src["height"], hh, kh, s, p)
-        tx = _valid_taps(src["width"], ww, kw, s, p)
+        ty = _valid_taps(src["height"], hh, kh, sh, ph, dh)
+        tx = _valid_taps(src["width"], ww, kw, sw, pw, dw)
         b = src.get("bin", 1)
         return int(np.sum(ty[ev["y"].astype(int) // b] * tx[ev["x"].astype(int) // b])) * cout
     x = ins[0]
-    ty, tx = _valid_taps(x.shape[0], hh, kh, s, p), _valid_taps(x.shape[1], ww, kw, s, p)
+    ty, tx = _valid_taps(x.shape[0], hh, kh, sh, ph, dh), _valid_taps(x.shape[1], ww, kw, sw, pw, dw)
     return int(np.sum(x * ty[:, None, None] * tx[None, :, None])) * (cout // g)
 
 

@@ -4,6 +4,7 @@ from .attention import dssa_out, dssa_scores, sdsa_kv, ssa
 from .conv import (DENSE_ABOVE, DENSE_ABOVE_1X1, DENSE_ABOVE_CONV, DENSE_ABOVE_DW, DENSE_ABOVE_GROUPED,
                    conv2d_counts, conv2d_dense, conv2d_events, conv2d_scatter, conv2d_scatter_only,
                    default_dense_above)
+from .conv_general import conv2d_general, conv2d_general_events
 from .counts import Counts
 from .linear import DENSE_ABOVE_LINEAR, linear_counts, linear_dense, linear_scatter, linear_scatter_only
 from .neurons import if_step, if_step_forced, lif_step, lif_step_forced, table_step, table_step_forced
@@ -15,6 +16,7 @@ __all__ = [
     "DENSE_ABOVE", "DENSE_ABOVE_1X1", "DENSE_ABOVE_CONV", "DENSE_ABOVE_GROUPED", "DENSE_ABOVE_DW",
     "DENSE_ABOVE_LINEAR", "default_dense_above",
     "conv2d_scatter", "conv2d_scatter_only", "conv2d_dense", "conv2d_counts", "conv2d_events",
+    "conv2d_general", "conv2d_general_events",
     "linear_scatter", "linear_scatter_only", "linear_dense", "linear_counts",
     "maxpool2d", "mean_tokens",
     "lif_step", "lif_step_forced", "if_step", "if_step_forced", "table_step", "table_step_forced",

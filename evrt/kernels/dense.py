@@ -50,6 +50,45 @@ def conv2d_events(ys, xs, cs, w, b, stride, pad, h, wd):
     return out, int(round(frame_pairs))
 
 
+def conv2d_general(x, w, b, stride, pad, dilation, groups):
+    """Per-axis stride/pad/dilation (each (h, w)): pad the map, then for every tap take the strided view
+    starting at the tap's dilated offset and add its product with the tap's weights, per group."""
+    h, wd, cin = x.shape
+    kh, kw, cig, cout = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cpg = cout // groups
+    xp = np.zeros((h + 2 * ph, wd + 2 * pw, cin), x.dtype)
+    xp[ph:ph + h, pw:pw + wd] = x
+    out = np.zeros((ho, wo, cout), np.result_type(x, w))
+    for ky in range(kh):
+        for kx in range(kw):
+            view = xp[ky * dh:ky * dh + sh * (ho - 1) + 1:sh, kx * dw:kx * dw + sw * (wo - 1) + 1:sw]
+            for g in range(groups):
+                out[..., g * cpg:(g + 1) * cpg] += np.einsum(
+                    "hwi,io->hwo", view[..., g * cig:(g + 1) * cig], w[ky, kx, :, g * cpg:(g + 1) * cpg])
+    return out + b
+
+
+def conv2d_general_counts(x, kh, kw, stride, pad, dilation, groups, cout):
+    """(pairs, weighted) as conv2d_counts: the all-ones conv of the indicator (resp. of x), summed."""
+    ones = np.ones((kh, kw, x.shape[2] // groups, cout))
+    ind = (x != 0).astype(np.float64)
+    pairs = conv2d_general(ind, ones, 0.0, stride, pad, dilation, groups).sum()
+    weighted = conv2d_general(x.astype(np.float64), ones, 0.0, stride, pad, dilation, groups).sum()
+    return int(round(pairs)), float(weighted)
+
+
+def conv2d_general_events(ys, xs, cs, w, b, stride, pad, dilation, h, wd):
+    """The count frame of the events through conv2d_general; pairs from the all-ones conv."""
+    frame = np.zeros((h, wd, w.shape[2]), w.dtype)
+    np.add.at(frame, (np.asarray(ys, np.int64), np.asarray(xs, np.int64), np.asarray(cs, np.int64)), 1)
+    out = conv2d_general(frame, w, b, stride, pad, dilation, 1)
+    pairs = conv2d_general(frame.astype(np.float64), np.ones(w.shape), 0.0, stride, pad, dilation, 1).sum()
+    return out, int(round(pairs))
+
+
 def linear(x, w, b):
     return x @ w + b
 

@@ -20,7 +20,9 @@ import numpy as np
 
 from ..errors import GraphError
 from ..graph import Graph
+from ..ops.base import out_size
 from ..ops.converted import NO_CAP
+from ..ops.synaptic import Conv2d
 from . import require_nir
 
 WHAT = {"ssa": "spiking self-attention", "sdsa_kv": "spike-driven self-attention", "dssa_scores": "DSSA attention",
@@ -79,11 +81,12 @@ def export_nir(graph: Graph | str, path=None, dt: float = 1e-3):
             _need_map(op, src)
             c, h, wd = src[1]
             kh, kw, _, cout = w.shape
-            s, p = int(a.get("stride", 1)), int(a.get("pad", 0))
+            s, p, d = Conv2d.geometry({"stride": int(a.get("stride", 1)), "pad": int(a.get("pad", 0)),
+                                       **{k: a.get(k) for k in ("stride_hw", "pad_hw", "dilation")}})
             put(op.name, nir.Conv2d(input_shape=(h, wd), weight=np.ascontiguousarray(w.transpose(3, 2, 0, 1)),
-                                    stride=(s, s), padding=(p, p), dilation=(1, 1), groups=int(a.get("groups", 1)),
+                                    stride=s, padding=p, dilation=d, groups=int(a.get("groups", 1)),
                                     bias=_bias(op, cout)), op.inputs)
-            ho, wo = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+            ho, wo = out_size(h, kh, s[0], p[0], d[0]), out_size(wd, kw, s[1], p[1], d[1])
             vals[op.name] = (op.name, (cout, ho, wo), None, (ho, wo, cout))
         elif t == "linear":
             w = op.params["w"]

@@ -317,33 +317,50 @@ def _conv(b, n, kind, node, x: Value, name) -> Value:
     if cin != cig * groups:
         raise GraphError(f"NIR node {n!r} (Conv2d): weight {w.shape} with groups={groups} expects {cig * groups} "
                          f"input channels, input has shape {x.nir_shape}")
-    pad = getattr(node, "padding", 0)
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = 0
-        elif pad == "same" and kh == kw and kh % 2 == 1:
-            pad = kh // 2
-        else:
-            raise GraphError(f"NIR node {n!r} (Conv2d): padding {pad!r} is not supported")
-    s, p, d = _pair(node.stride, "stride", n), _pair(pad, "padding", n), _pair(node.dilation, "dilation", n)
-    if s[0] != s[1] or p[0] != p[1] or d != (1, 1):
-        raise GraphError(f"NIR node {n!r} (Conv2d): stride {s}, padding {p}, dilation {d}: evrt supports "
-                         f"equal stride and padding on both axes and dilation 1")
+    d = _pair(node.dilation, "dilation", n)
+    s = _pair(node.stride, "stride", n)
+    if isinstance(getattr(node, "padding", 0), (str, bytes)):
+        p = tuple(_same_pad(node, n, "Conv2d", k, dd) for k, dd in zip((kh, kw), d))
+    else:
+        p = _pair(node.padding, "padding", n)
     if x.kind == "events" and groups != 1:
         raise GraphError(f"NIR node {n!r} (Conv2d): a grouped conv cannot read raw events")
     bias = np.asarray(node.bias, np.float64).reshape(-1) if getattr(node, "bias", None) is not None \
         else np.zeros(cout)
     if bias.size == 1 and cout > 1:
         bias = np.full(cout, float(bias[0]))
-    b.add(name, "conv2d", [x.op], {"w": conv_runtime(w), "b": bias}, stride=s[0], pad=p[0], groups=groups,
-          in_kind="count" if x.kind == "events" else _in_kind(x))
+    b.add(name, "conv2d", [x.op], {"w": conv_runtime(w), "b": bias}, groups=groups,
+          in_kind="count" if x.kind == "events" else _in_kind(x), **_geometry(s, p, d))
     ho, wo, _ = b.shape(name)
     return Value(name, (ho, wo, cout), (cout, ho, wo), "real")
 
 
+def _same_pad(node, n, kind, k, d):
+    """One axis's zero padding: an integer per axis, "valid" (0) or "same" (d(k-1)/2 each side when
+    that is whole; torch pads unevenly otherwise, which a symmetric zero pad cannot express)."""
+    pad = getattr(node, "padding", 0)
+    if isinstance(pad, bytes):
+        pad = pad.decode()
+    if isinstance(pad, str):
+        if pad == "valid":
+            return 0
+        if pad == "same" and d * (k - 1) % 2 == 0:
+            return d * (k - 1) // 2
+        raise GraphError(f"NIR node {n!r} ({kind}): padding {pad!r} is not supported with kernel {k}, dilation {d}")
+    return None
+
+
+def _geometry(s, p, d):
+    """conv2d attributes: the plain stride/pad where both axes agree and there is no dilation (what
+    every evrt-written file holds, run by the fast kernels), else the per-axis pairs and dilation."""
+    if s[0] == s[1] and p[0] == p[1] and tuple(d) == (1, 1):
+        return {"stride": int(s[0]), "pad": int(p[0])}
+    return {"stride_hw": [int(v) for v in s], "pad_hw": [int(v) for v in p], "dilation": [int(v) for v in d]}
+
+
 def _conv1d(b, n, node, x: Value, name) -> Value:
-    """A (C, L) sequence as a one-row map: reshape (free) -> conv2d with a 1 x k kernel -> reshape.
-    The 2-D conv kernel pads both axes alike, so only padding 0 maps onto it."""
+    """A (C, L) sequence as a one-row map: reshape (free) -> conv2d with a 1 x k kernel, padded and
+    dilated along the length axis only -> reshape."""
     w = np.asarray(node.weight, np.float64)
     if len(x.shape) != 2:
         raise GraphError(f"NIR node {n!r} (Conv1d) needs a (C, L) input, got {x.nir_shape}")
@@ -354,22 +371,27 @@ def _conv1d(b, n, node, x: Value, name) -> Value:
     if cin != cig * groups:
         raise GraphError(f"NIR node {n!r} (Conv1d): weight {w.shape} with groups={groups} expects {cig * groups} "
                          f"input channels, input has shape {x.nir_shape}")
-    pad = getattr(node, "padding", 0)
-    pad = 0 if isinstance(pad, str) and pad == "valid" else pad
-    s, p, d = (int(np.asarray(v).reshape(-1)[0]) if not isinstance(v, str) else v
-               for v in (node.stride, pad, node.dilation))
-    if p != 0 or d != 1:
-        raise GraphError(f"NIR node {n!r} (Conv1d): padding {p!r}, dilation {d!r}: evrt supports Conv1d with "
-                         f"padding 0 and dilation 1")
+    s, d = (_one(v, what, n) for v, what in ((node.stride, "stride"), (node.dilation, "dilation")))
+    p = _same_pad(node, n, "Conv1d", k, d)
+    p = _one(node.padding, "padding", n, 0) if p is None else p
     bias = np.asarray(node.bias, np.float64).reshape(-1) if getattr(node, "bias", None) is not None else np.zeros(cout)
     if bias.size == 1 and cout > 1:
         bias = np.full(cout, float(bias[0]))
     row = b.add(f"{name}.row", "reshape", [x.op], shape=[1, length, cin])
-    conv = b.add(f"{name}.conv", "conv2d", [row], {"w": conv_runtime(w[:, :, None, :]), "b": bias}, stride=s, pad=0,
-                 groups=groups, in_kind=_in_kind(x))
+    geo = {"stride": s, "pad": 0} if p == 0 and d == 1 else {"stride_hw": [1, s], "pad_hw": [0, p], "dilation": [1, d]}
+    conv = b.add(f"{name}.conv", "conv2d", [row], {"w": conv_runtime(w[:, :, None, :]), "b": bias}, groups=groups,
+                 in_kind=_in_kind(x), **geo)
     lo = b.shape(conv)[1]
     b.add(name, "reshape", [conv], shape=[lo, cout])
     return Value(name, (lo, cout), (cout, lo), "real")
+
+
+def _one(v, what, n, lo=1):
+    """A Conv1d scalar (stride, padding, dilation): an integer >= lo, or a one-element array of one."""
+    a = np.asarray(v).reshape(-1)
+    if a.size != 1 or not np.issubdtype(a.dtype, np.number) or a[0] != int(a[0]) or int(a[0]) < lo:
+        raise GraphError(f"NIR node {n!r} (Conv1d): {what} {v!r:.40} must be one integer >= {lo}")
+    return int(a[0])
 
 
 def _check_type(n, node, v: Value):

@@ -335,9 +335,10 @@ def check_op(op, in_shapes: list) -> tuple[tuple, dict]:
     return out, a
 
 
-def out_size(n: int, k: int, stride: int, pad: int) -> int:
-    """Output length of a sliding window (conv, pool) in floor mode — the one copy of this formula."""
-    return (n + 2 * pad - k) // stride + 1
+def out_size(n: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """Output length of a sliding window (conv, pool) in floor mode — the one copy of this formula.
+    A dilated window spans d(k-1)+1 inputs; with d = 1 this is (n + 2p - k)//s + 1."""
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
 def need(cond: bool, reason: str) -> None:

@@ -42,13 +42,40 @@ class PerStep:
             self.w, self.b = self.w_all[i], self.b_all[i]
 
 
+def _pair_of(check):
+    """Check for an optional (h, w) pair attribute: null, or two integers each passing `check`."""
+    def pair(v):
+        if v is None:
+            return None
+        if len(v) != 2:
+            return "must be a pair [h, w]"
+        if max(v) > 2**31:
+            return "is too large"
+        return next((m for m in map(check, v) if m), None)
+    return pair
+
+
 @op_type("conv2d")
 class Conv2d(Synaptic, PerStep):
-    """(H, W, Cin) -> (Ho, Wo, Cout); square stride and zero padding; w (kh, kw, Cin/groups, Cout)."""
+    """(H, W, Cin) -> (Ho, Wo, Cout); zero padding; w (kh, kw, Cin/groups, Cout). `stride` and `pad`
+    apply to both axes; the optional pairs `stride_hw`, `pad_hw` (per axis, replacing them) and
+    `dilation` describe layers imported from other frameworks, run by the general kernel
+    (conv2d_general) whenever they differ from the square undilated case."""
     attrs = {"stride": Attr(int, 1, check=positive), "pad": Attr(int, 0, check=non_negative),
-             "groups": Attr(int, 1, check=positive), "in_kind": Attr(str, "spike", choices=IN_KINDS)}
+             "groups": Attr(int, 1, check=positive), "in_kind": Attr(str, "spike", choices=IN_KINDS),
+             "stride_hw": Attr("ints?", None, check=_pair_of(positive)),
+             "pad_hw": Attr("ints?", None, check=_pair_of(non_negative)),
+             "dilation": Attr("ints?", None, check=_pair_of(positive))}
     params = {"w": Param(("kh", "kw", "cin_g", "cout"), per_step=True),
               "b": Param(("cout",), optional=True, per_step=True)}
+
+    @staticmethod
+    def geometry(a):
+        """((sh, sw), (ph, pw), (dh, dw)) from the attributes."""
+        s = tuple(a["stride_hw"]) if a["stride_hw"] is not None else (a["stride"], a["stride"])
+        p = tuple(a["pad_hw"]) if a["pad_hw"] is not None else (a["pad"], a["pad"])
+        d = tuple(a["dilation"]) if a["dilation"] is not None else (1, 1)
+        return tuple(map(int, s)), tuple(map(int, p)), tuple(map(int, d))
 
     @classmethod
     def bind(cls, a, ins):
@@ -61,7 +88,8 @@ class Conv2d(Synaptic, PerStep):
         h, w, _ = ins[0]
         kh, kw, _, cout = p["w"][-4:]
         need(cout % a["groups"] == 0, f"{cout} output channels are not divisible by {a['groups']} groups")
-        return (out_size(h, kh, a["stride"], a["pad"]), out_size(w, kw, a["stride"], a["pad"]), cout)
+        (sh, sw), (ph, pw), (dh, dw) = cls.geometry(a)
+        return (out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw), cout)
 
     def __init__(self, op, in_shapes, dtype, resolved=None):
         super().__init__(op, in_shapes, dtype, resolved)
@@ -69,15 +97,25 @@ class Conv2d(Synaptic, PerStep):
         kh, kw, cin_g, cout = self.w.shape
         ho, wo, _ = self.out_shape
         self.dense_ops = ho * wo * cout * kh * kw * cin_g
+        s, p, d = self.geometry(self.a)
+        # the fast kernels take one stride and one pad for both axes and no dilation
+        self.general = (s, p, d) if s[0] != s[1] or p[0] != p[1] or d != (1, 1) else None
+        self.s, self.p = s[0], p[0]
 
     def run(self, inputs, ctx):
         x = inputs[0]
         self.select(ctx.t)
-        s, p = self.a["stride"], self.a["pad"]
+        s, p = self.s, self.p
         if isinstance(x, EventBatch):
-            c = K.conv2d_events(x.ys, x.xs, x.cs, self.w, self.b, s, p, self.out)
+            if self.general:
+                c = K.conv2d_general_events(x.ys, x.xs, x.cs, self.w, self.b, *self.general, self.out)
+            else:
+                c = K.conv2d_events(x.ys, x.xs, x.cs, self.w, self.b, s, p, self.out)
             self.stats.in_nonzero = int(c.nnz)
             self.stats.acs = int(c.pairs)
+            return self.out
+        if self.general:
+            self.count(K.conv2d_general(x, self.w, self.b, *self.general, self.a["groups"], self.out))
             return self.out
         # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x)
         self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out))
