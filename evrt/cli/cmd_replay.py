@@ -89,7 +89,7 @@ def run(args) -> int:
     from ..evaluate import score_clip, warm_up
     from ..events import validate
     from ..formats import read_recording
-    from ..geometry import fit_recording
+    from ..geometry import fit_recording, model_sensor
     from ..graph import Graph
     from ..pipeline.source import ArraySource
     from ..streaming import StreamClassifier, stream_framer_for
@@ -109,13 +109,13 @@ def run(args) -> int:
                    reset_every="T" if args.mode == "clip" else None)
     clip_sess = Session(graph, precision=args.precision, mode="clip")
     clf = StreamClassifier(sess, stream_framer_for(sess.meta, args.count, args.window_us))
-    model_sensor = tuple((sess.meta.get("frame") or {}).get("sensor_size", ()) or ()) or None
-    rec, fit = fit_recording(rec, model_sensor, args.fit)
+    sensor = model_sensor(sess.meta)
+    rec, fit = fit_recording(rec, sensor, args.fit)
     if fit.message:
         print(f"evrt replay: {fit.message}", file=sys.stderr)
     # a live stream must be time-ordered and inside the sensor: drop (and count) what is not, as a
     # camera driver would, rather than refuse the whole recording
-    ev, checked = validate(rec.events, sensor_size=model_sensor, policy="drop")
+    ev, checked = validate(rec.events, sensor_size=sensor, policy="drop")
     checked.dropped_out_of_sensor += fit.dropped
 
     labels = rec.labels if rec.labels is not None and len(rec.labels) else None
@@ -154,7 +154,7 @@ def run(args) -> int:
 
     # the pipeline's paced source: a packet is delivered when the recording's clock reaches its last
     # event (speed None: at once); time spent waiting for a packet is the pacing sleep
-    packets = iter(ArraySource(ev, sensor_size=model_sensor, speed=speed, packet_us=CHUNK_US))
+    packets = iter(ArraySource(ev, sensor_size=sensor, speed=speed, packet_us=CHUNK_US))
     start = time.perf_counter()
     while True:
         c0 = time.perf_counter()

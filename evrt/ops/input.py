@@ -67,9 +67,9 @@ class EventsIn(OpImpl):
             ctx.dropped_events += dropped
             if self.a["resize"] == "antialias":
                 return self._resized_frame(x, sw, sh)
-            x = geometry.downsample(x, self.a["bin"])
-            ys = x["y"].astype(np.int64)
-            xs = x["x"].astype(np.int64)
+            b = self.a["bin"]   # geometry.downsample's rule, without building a new event array per step
+            ys = x["y"].astype(np.int64) // b
+            xs = x["x"].astype(np.int64) // b
             cs = x["on"].astype(np.int64)
             st.in_nonzero = len(ys)
             return EventBatch(ys, xs, cs)
