@@ -47,7 +47,9 @@ class Graph:
 
     @property
     def num_params(self) -> int:
-        return int(sum(p.size for op in self.ops for p in op.params.values()))
+        """Run-time parameters; an imported NIR neuron's `nir_*` arrays are its source values, kept only so
+        `evrt export` can write them back, and are not counted."""
+        return int(sum(p.size for op in self.ops for k, p in op.params.items() if not k.startswith("nir_")))
 
     def check(self) -> dict[str, tuple]:
         """Validate the whole graph before anything is allocated or run: names are unique, every input is

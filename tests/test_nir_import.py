@@ -276,7 +276,15 @@ def test_zoo_card_lists_the_shipped_model_and_it_is_the_nir_file_converted(nir):
         for k in a.params:
             np.testing.assert_array_equal(a.params[k], b.params[k])
     runtime = sum(p.size for o in shipped.ops for k, p in o.params.items() if not k.startswith("nir_"))
-    assert runtime == card["params"] and shipped.meta["classes"] == card["classes"]
+    assert runtime == card["params"] == shipped.num_params and shipped.meta["classes"] == card["classes"]
+    # `evrt inspect` prints that count, and its synaptic part is the NIR file's own weights and biases
+    res = subprocess.run([sys.executable, "-m", "evrt", "inspect", str(ZOO / card["file"]), "--json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    counts = json.loads(res.stdout)["param_counts"]
+    g = nir.read(str(ZOO / "cnn_sinabs.nir"))
+    weights = sum(np.asarray(getattr(n, a)).size for n in g.nodes.values()
+                  if type(n).__name__ in ("Conv2d", "Affine", "Linear") for a in ("weight", "bias") if hasattr(n, a))
+    assert counts["total"] == card["params"] and counts["synaptic"] == weights
 
 
 def test_zoo_card_accuracy_on_a_subset():

@@ -13,6 +13,7 @@ def register(sub):
 
 def run(args) -> int:
     from ..engine import Session
+    from ..ops import Kind, kind_of
     from ..zoo import resolve_model
 
     sess = Session(resolve_model(args.model), precision="float32")
@@ -21,10 +22,16 @@ def run(args) -> int:
                "params": {k: list(v.shape) for k, v in i.op.params.items()},
                "attrs": {k: v for k, v in i.op.attrs.items() if k not in ("ref_shape", "ref_layout")}}
               for i in sess.impls]
+    # the same count `evrt convert` prints, split so per-neuron coefficient arrays (imported NIR neurons)
+    # are not mistaken for weights
+    synaptic = sum(p.size for op in g.ops if kind_of(op.type) is Kind.SYNAPTIC for p in op.params.values())
+    counts = {"total": g.num_params, "synaptic": synaptic, "other": g.num_params - synaptic}
     if args.json:
-        print(json.dumps({"meta": meta, "params": g.num_params, "layers": layers}, default=str))
+        print(json.dumps({"meta": meta, "params": g.num_params, "param_counts": counts, "layers": layers},
+                         default=str))
         return 0
-    print(f"family {meta.get('family')}  T={meta.get('T')}  parameters {g.num_params:,}  ops {len(g.ops)}")
+    print(f"family {meta.get('family')}  T={meta.get('T')}  parameters {g.num_params:,} ({synaptic:,} synaptic "
+          f"weights and biases, {counts['other']:,} in other ops)  ops {len(g.ops)}")
     print(f"framing: {meta.get('frame')}   live stream: {meta.get('stream')}")
     print(f"classes ({meta.get('class_order', '')}): {', '.join(meta.get('classes', []))}")
     for note in meta.get("folding", []):

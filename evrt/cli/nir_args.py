@@ -24,8 +24,7 @@ def convert_nir(args, classes) -> int:
                        timesteps=args.timesteps, classes=classes)
     graph.save(args.output)
     meta = graph.meta
-    # nir_* arrays are the NIR parameters kept for `evrt export`, not run-time parameters
-    n_params = int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")))
+    n_params = graph.num_params
     summary = {"output": args.output, "arch": "nir", "profile": meta["nir"]["profile"], "dt": meta["nir"]["dt"],
                "T": meta["T"], "params": n_params, "ops": len(graph.ops), "classes": meta["classes"],
                "framing": meta.get("framing")}
