@@ -1,0 +1,88 @@
+"""The int8 weight mode of the synaptic ops conv2d and linear (docs/SEMANTICS.md, "Int8 weights").
+
+A `Session(graph, precision="int8")` calls `use_int8()` on every op that has it. The op then holds
+int8 weights with per-output-channel scales (from the file when it stores them, else quantised from
+its float weights at load, `evrt.quant.quantise`) and runs its step as
+    acc = Σ x · q           integer adds into an int32 accumulator (spike or count input x)
+    out = acc · scale + b   once per output neuron, in float64, rounded into the float32 output.
+Real-valued input (`in_kind == "real"`: the resized frame of SpikingResformer, the mean-pooled tokens
+of a head) cannot be summed in integers; those layers run the float kernels on the dequantised
+weights q · scale (their weights are still the int8 ones). Counts are made by the same rule as the
+float path (the integer kernels count from the input and geometry alone).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphError
+from ..kernels import quant as KQ
+from ..quant import SCALE_KEY, dequantise, quantise
+from .input import EventBatch
+
+
+class Int8Weights:
+    """Mixin for PerStep synaptic ops (w_all, b_all, per_step, select) that adds the int8 mode."""
+    int8 = False
+
+    def load_scaled(self, op, dtype, ndim):
+        """The float weights: the stored ones, or q · scale for an int8 file."""
+        self.load_weights(op, dtype, ndim)
+        if SCALE_KEY in op.params:
+            self.w_all = np.ascontiguousarray(dequantise(op.params["w"], op.params[SCALE_KEY], dtype))
+            self.w = self.w_all[0] if self.per_step else self.w_all
+        self.int8_terms = int(np.prod(self.w.shape[:-1]))  # weights one output sums (kh*kw*cig, or cin)
+
+    def use_int8(self) -> None:
+        op = self.op
+        if SCALE_KEY in op.params:
+            q_all, s_all = op.params["w"], op.params[SCALE_KEY]
+        else:
+            q_all, s_all = quantise(op.params["w"], self.per_step)
+        if self.a["in_kind"] == "real":
+            self.w_all = np.ascontiguousarray(dequantise(q_all, s_all, self.dtype))
+            self.w = self.w_all[0] if self.per_step else self.w_all
+            return
+        self.int8 = True
+        self.q_all = np.ascontiguousarray(q_all, dtype=np.int8)
+        self.s_all = np.ascontiguousarray(s_all, dtype=np.float64)
+        b = op.params.get("b")
+        self.b64_all = (np.zeros(self.s_all.shape, np.float64) if b is None
+                        else np.ascontiguousarray(b, dtype=np.float64))
+        self.acc = np.zeros(self.out_shape, np.int32)
+        self._pick(0)
+
+    def _pick(self, t):
+        i = min(t, self.q_all.shape[0] - 1) if self.per_step else None
+        self.q8, self.q_scale, self.q_bias = ((self.q_all[i], self.s_all[i], self.b64_all[i]) if i is not None
+                                    else (self.q_all, self.s_all, self.b64_all))
+
+    def run_int8(self, x, ctx, geometry):
+        """One step in int8 mode; geometry = (stride, pad, dilation, groups) as (h, w) pairs."""
+        self._pick(ctx.t)
+        stride, pad, dil, groups = geometry or ((1, 1), (0, 0), (1, 1), 1)
+        if isinstance(x, EventBatch):
+            # each event adds one weight (|q| <= 128) to an output at most once
+            acc = self.acc if KQ.int32_holds(len(x), 1) else np.zeros(self.out_shape, np.int64)
+            c = KQ.conv2d_events_int(x.ys, x.xs, x.cs, self.q8, stride, pad, dil, acc)
+            self.stats.in_nonzero = int(c.nnz)
+            self.stats.acs = int(c.pairs)
+        else:
+            c = self._int_sum(x, stride, pad, dil, groups, self.acc)
+            acc = self.acc
+            if not KQ.int32_holds(self._vmax, self.int8_terms):   # could have wrapped: redo in int64
+                acc = np.zeros(self.out_shape, np.int64)
+                c = self._int_sum(x, stride, pad, dil, groups, acc)
+            self.count(c)
+        KQ.apply_scale(acc, self.q_scale, self.q_bias, self.out)
+        return self.out
+
+    def _int_sum(self, x, stride, pad, dil, groups, acc):
+        if self.q8.ndim == 2:
+            c, bad, self._vmax = KQ.linear_int(x.reshape(-1, x.shape[-1]), self.q8, acc.reshape(-1, self.q8.shape[1]))
+        else:
+            c, bad, self._vmax = KQ.conv2d_int(x, self.q8, stride, pad, dil, groups, acc)
+        if bad >= 0:
+            v = np.asarray(x).reshape(-1)[bad]
+            raise GraphError(f"op {self.name!r}: int8 mode sums spikes or counts in integers, but input "
+                             f"element {bad} is {v!r} (not a whole number)")
+        return c
