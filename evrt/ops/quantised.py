@@ -2,7 +2,7 @@
 
 A `Session(graph, precision="int8")` calls `use_int8()` on every op that has it. The op then holds
 int8 weights with per-output-channel scales (from the file when it stores them, else quantised from
-its float weights at load, `evrt.quant.quantise`) and runs its step as
+its float weights at load by `quantise` below) and runs its step as
     acc = Σ x · q           integer adds into an int32 accumulator (spike or count input x)
     out = acc · scale + b   once per output neuron, in float64, rounded into the float32 output.
 Real-valued input (`in_kind == "real"`: the resized frame of SpikingResformer, the mean-pooled tokens
@@ -16,8 +16,60 @@ import numpy as np
 
 from ..errors import GraphError
 from ..kernels import quant as KQ
-from ..quant import SCALE_KEY, dequantise, quantise
 from .input import EventBatch
+
+QMAX = 127
+QUANTISED_TYPES = ("conv2d", "linear")
+SCALE_KEY = "w_scale"
+
+
+def quantise(w: np.ndarray, per_step: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(q int8 of w's shape, scale float32 (..., Cout)): one scale per output channel (the last axis),
+    per timestep when `per_step` (a leading T axis). The scale is rounded to float32 first and q is
+    computed from that float32 scale, so q * scale is exactly what the runtime dequantises to."""
+    w = np.asarray(w, dtype=np.float64)
+    lead = w.shape[:1] if per_step else ()
+    red = tuple(range(len(lead), w.ndim - 1))
+    amax = np.max(np.abs(w), axis=red) if red else np.abs(w)
+    scale = np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32)
+    q = np.rint(w / expand(scale.astype(np.float64), w.ndim))
+    return np.clip(q, -QMAX, QMAX).astype(np.int8), scale
+
+
+def expand(scale: np.ndarray, ndim: int) -> np.ndarray:
+    """A (..., Cout) scale table shaped to broadcast against weights of `ndim` axes: the middle axes
+    (kernel taps, input channels) become ones."""
+    scale = np.asarray(scale)
+    lead = scale.shape[:-1]
+    return scale.reshape(lead + (1,) * (ndim - len(lead) - 1) + scale.shape[-1:])
+
+
+def dequantise(q: np.ndarray, scale: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """q * scale in `dtype` (the float weights an int8 file stands for)."""
+    return (q.astype(np.float64) * expand(scale, q.ndim).astype(np.float64)).astype(dtype)
+
+
+def check_int8_params(params: dict) -> str | None:
+    """The cross-parameter rule of a quantised conv2d/linear (the per-array rules are its Param
+    declarations): `w_scale` goes with int8 `w`, and int8 `w` needs its `w_scale`."""
+    w = params.get("w")
+    s = params.get(SCALE_KEY)
+    if not isinstance(w, np.ndarray):
+        return None
+    if s is not None and w.dtype != np.int8:
+        return f"parameter 'w' has dtype {w.dtype} but the op carries {SCALE_KEY!r}: quantised weights are int8"
+    if s is None and w.dtype == np.int8:
+        return f"parameter 'w' is int8 without {SCALE_KEY!r} (the per-output-channel scales)"
+    if s is not None and s.dtype.kind != "f":
+        return f"parameter {SCALE_KEY!r} has dtype {s.dtype}; expected float scales"
+    return None
+
+
+def check_scale(arr: np.ndarray) -> str | None:
+    """Param check of w_scale (non-finite values are refused before this runs)."""
+    if arr.size and not np.all(arr > 0):
+        return "must be > 0 everywhere (a zero or negative scale)"
+    return None
 
 
 class Int8Weights:

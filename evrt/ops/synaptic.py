@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels as K
-from ..quant import check_int8_params, check_scale
 from .base import Attr, Kind, OpImpl, Param, need, non_negative, op_type, out_size, positive
 from .input import EventBatch
-from .quantised import Int8Weights
+from .quantised import Int8Weights, check_int8_params, check_scale
 
 IN_KINDS = ("events", "spike", "count", "real")
 

@@ -1,0 +1,147 @@
+"""The int8 weight mode against float32 on every zoo model: accuracy, per-sample agreement, AC counts,
+weight bytes and time per sample (docs/QUANTISATION.md).
+
+    python tools/quant_report.py [--models NAME ...] [--limit N] [--repeat R] [--json] [--markdown]
+
+Each model runs on the test split of the dataset its card names (dvsgesture: the shipped synthetic
+gestures, nmnist: the 100 shipped N-MNIST recordings), clip mode, the model's own framing. float32 and
+int8 run the same samples interleaved (alternating which goes first) so a load change on a shared
+machine hits both; the time per sample is the median over samples of each mode's best of `--repeat`
+runs (compute only: framing included, reading the file not).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# one BLAS thread unless the caller says otherwise: a multi-threaded BLAS on a loaded 2-core machine
+# makes the float path's dense layers several times slower and the comparison meaningless
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DATA = {"dvsgesture": ROOT / "examples/data/dvsgesture_synth", "nmnist": ROOT / "examples/data/nmnist"}
+MODES = ("float32", "int8")
+
+
+def model_report(name: str, limit: int | None, repeat: int, progress: bool) -> dict:
+    from evrt.cli.cmd_eval import index_map, output_map
+    from evrt.datasets import open_dataset
+    from evrt.engine import Session
+    from evrt.evaluate import warm_up
+    from evrt.geometry import model_sensor, plan_fit
+    from evrt.graph import Graph
+    from evrt.progress import Progress
+    from evrt.quant import weight_bytes
+
+    mdir = ROOT / "models" / name
+    card = json.loads((mdir / "card.json").read_text())
+    # the gesture cards name no dataset key: their test set is the shipped synthetic DVS128 Gesture split
+    dataset = card.get("dataset") or ("dvsgesture" if "gesture" in name else None)
+    if dataset not in DATA:
+        raise SystemExit(f"quant_report: {name}: no test data for dataset {dataset!r}")
+    graph = Graph.load(mdir / card.get("file", "model.evrt"))
+    sess = {m: Session(graph, precision=m, mode="clip") for m in MODES}
+    ds = open_dataset(dataset, DATA[dataset], "test")
+    classes = list(ds.classes)
+    omap = (output_map(sess["float32"].classes, classes) if dataset == "dvsgesture"
+            else index_map(sess["float32"].classes, classes))
+    target = model_sensor(graph.meta)
+    plan = plan_fit(ds.sensor_size, target, "downsample") if target else None
+    for s in sess.values():
+        warm_up(s)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    rows = []
+    with Progress(n, name, enabled=None if progress else False) as bar:
+        for i in range(n):
+            item = ds[i]
+            ev = item.events
+            if plan is not None and not plan.identity:
+                ev, _ = plan.apply(ev)
+            row = {"name": item.name, "true": int(item.label)}
+            best = {m: float("inf") for m in MODES}
+            order = MODES if i % 2 == 0 else MODES[::-1]
+            for _ in range(repeat):
+                for m in order:
+                    t0 = time.perf_counter()
+                    res = sess[m].run_clip(ev)
+                    best[m] = min(best[m], time.perf_counter() - t0)
+                    row[m] = {"pred": int(omap[res.class_index]), "acs": int(res.acs), "macs": int(res.macs)}
+            for m in MODES:
+                row[m]["s"] = best[m]
+            rows.append(row)
+            bar.update()
+    out = {"model": name, "dataset": dataset, "samples": n,
+           "weight_bytes": {"float32": weight_bytes(graph, "float32"), "int8": weight_bytes(graph, "int8")},
+           "quantised_ops": sum(1 for impl in sess["int8"].impls if getattr(impl, "int8", False)),
+           "dequantised_real_input_ops": sum(1 for impl in sess["int8"].impls if impl.op.type in ("conv2d", "linear")
+                                             and impl.a.get("in_kind") == "real")}
+    for m in MODES:
+        out[m] = {"accuracy": sum(r[m]["pred"] == r["true"] for r in rows) / n,
+                  "correct": sum(r[m]["pred"] == r["true"] for r in rows),
+                  "mean_acs": float(np.mean([r[m]["acs"] for r in rows])),
+                  "mean_macs": float(np.mean([r[m]["macs"] for r in rows])),
+                  "median_s": float(np.median([r[m]["s"] for r in rows]))}
+    out["agreement"] = sum(r["float32"]["pred"] == r["int8"]["pred"] for r in rows) / n
+    out["same_acs_samples"] = sum(r["float32"]["acs"] == r["int8"]["acs"] for r in rows)
+    out["per_sample"] = rows
+    return out
+
+
+def zoo_models() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "models").glob("*/card.json"))
+
+
+def table(reports: list[dict]) -> str:
+    head = ("| model | samples | float32 acc | int8 acc | agree | ACs/sample float32 | ACs/sample int8 | ΔACs "
+            "| weights float32 | weights int8 | ms/sample float32 | ms/sample int8 | int8/float32 time |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in reports:
+        f, q = r["float32"], r["int8"]
+        d = (q["mean_acs"] - f["mean_acs"]) / f["mean_acs"] if f["mean_acs"] else 0.0
+        lines.append(
+            f"| {r['model']} | {r['samples']} | {f['accuracy']:.1%} ({f['correct']}) | {q['accuracy']:.1%} "
+            f"({q['correct']}) | {r['agreement']:.1%} | {f['mean_acs']:,.0f} | {q['mean_acs']:,.0f} | {d:+.2%} "
+            f"| {r['weight_bytes']['float32'] / 1e6:.2f} MB | {r['weight_bytes']['int8'] / 1e6:.2f} MB "
+            f"| {f['median_s'] * 1e3:.1f} | {q['median_s'] * 1e3:.1f} | {q['median_s'] / f['median_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="*", help="zoo model names (default: every model in models/)")
+    p.add_argument("--limit", type=int, help="first N test samples per model")
+    p.add_argument("--repeat", type=int, default=1, help="runs per sample and mode; the best is timed")
+    p.add_argument("--json", action="store_true", help="one JSON object (per-sample rows included)")
+    args = p.parse_args(argv)
+    names = args.models or zoo_models()
+    unknown = [n for n in names if n not in zoo_models()]
+    if unknown:
+        print(f"quant_report: no zoo model {unknown[0]!r} (known: {', '.join(zoo_models())})", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1 or args.repeat < 1:
+        print("quant_report: --limit and --repeat must be >= 1", file=sys.stderr)
+        return 2
+    reports = [model_report(n, args.limit, args.repeat, not args.json) for n in names]
+    machine = {"cpus": os.cpu_count(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+               "note": "shared machine; float32 and int8 interleaved per sample"}
+    if args.json:
+        print(json.dumps({"machine": machine, "models": reports}))
+    else:
+        print(table(reports))
+        print(f"\n{machine['cpus']} CPUs, BLAS threads {machine['blas_threads']}; {machine['note']}; "
+              f"time = median over samples of the best of {args.repeat} run(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
