@@ -97,6 +97,55 @@ def model_report(name: str, limit: int | None, repeat: int, progress: bool) -> d
     return out
 
 
+KERNEL_CASES = [  # (H=W, Cin, Cout, k, input density): layer shapes of the zoo and reference models
+    (32, 128, 128, 3, 0.10), (16, 256, 256, 3, 0.10), (16, 256, 256, 3, 0.25),
+    (64, 256, 1024, 1, 0.10), (64, 1024, 256, 1, 0.05),
+]
+
+
+def kernel_rows(repeat: int = 30) -> list[dict]:
+    """One synaptic layer on a fixed random spike map: float32 (the runtime's default path choice) against
+    int8 (integer sum + the per-output scale), best of `repeat` interleaved runs each."""
+    from evrt import kernels as K
+    from evrt.kernels import quant as KQ
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for h, cin, cout, k, dens in KERNEL_CASES:
+        x = (rng.random((h, h, cin)) < dens).astype(np.float32)
+        w = rng.normal(0, 0.1, (k, k, cin, cout)).astype(np.float32)
+        q = rng.integers(-127, 128, (k, k, cin, cout)).astype(np.int8)
+        b, s64, b64 = np.zeros(cout, np.float32), rng.uniform(1e-3, 1e-2, cout), np.zeros(cout)
+        out, acc = np.zeros((h, h, cout), np.float32), np.zeros((h, h, cout), np.int32)
+        p = k // 2
+
+        def f32():
+            K.conv2d_scatter(x, w, b, 1, p, 1, out)
+
+        def i8():
+            KQ.conv2d_int(x, q, (1, 1), (p, p), (1, 1), 1, acc)
+            KQ.apply_scale(acc, s64, b64, out)
+
+        best = {"float32": float("inf"), "int8": float("inf")}
+        f32(), i8()
+        for _ in range(repeat):
+            for name, f in (("float32", f32), ("int8", i8)):
+                t0 = time.perf_counter()
+                f()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        rows.append({"layer": f"{h}x{h}x{cin} -> {cout}, {k}x{k}", "density": dens,
+                     "float32_ms": best["float32"] * 1e3, "int8_ms": best["int8"] * 1e3})
+    return rows
+
+
+def kernel_table(rows: list[dict]) -> str:
+    lines = ["| layer | input density | float32 ms | int8 ms | float32/int8 |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['density']:.0%} | {r['float32_ms']:.2f} | {r['int8_ms']:.2f} "
+                     f"| {r['float32_ms'] / r['int8_ms']:.2f}x |")
+    return "\n".join(lines)
+
+
 def zoo_models() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "models").glob("*/card.json"))
 
@@ -121,6 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="*", help="zoo model names (default: every model in models/)")
     p.add_argument("--limit", type=int, help="first N test samples per model")
     p.add_argument("--repeat", type=int, default=1, help="runs per sample and mode; the best is timed")
+    p.add_argument("--kernels", action="store_true", help="also time single synaptic layers (float32 vs int8)")
     p.add_argument("--json", action="store_true", help="one JSON object (per-sample rows included)")
     args = p.parse_args(argv)
     names = args.models or zoo_models()
@@ -132,14 +182,17 @@ def main(argv=None) -> int:
         print("quant_report: --limit and --repeat must be >= 1", file=sys.stderr)
         return 2
     reports = [model_report(n, args.limit, args.repeat, not args.json) for n in names]
+    kernels = kernel_rows() if args.kernels else None
     machine = {"cpus": os.cpu_count(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
                "note": "shared machine; float32 and int8 interleaved per sample"}
     if args.json:
-        print(json.dumps({"machine": machine, "models": reports}))
+        print(json.dumps({"machine": machine, "models": reports, "kernels": kernels}))
     else:
         print(table(reports))
         print(f"\n{machine['cpus']} CPUs, BLAS threads {machine['blas_threads']}; {machine['note']}; "
               f"time = median over samples of the best of {args.repeat} run(s)")
+        if kernels:
+            print("\n" + kernel_table(kernels))
     return 0
 
 
