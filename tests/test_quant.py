@@ -15,7 +15,7 @@ from evrt.graph import GRAPH_KEY, Graph
 from evrt.kernels import quant as KQ
 from evrt.kernels import quant_dense as DQ
 from evrt.ops import Kind
-from evrt.quant import dequantise, quantise, quantise_graph, weight_bytes
+from evrt.quant import dequantise, expand, quantise, quantise_graph, weight_bytes
 from evrt.toy import toy_graph
 
 RNG = np.random.default_rng(7)
@@ -151,7 +151,7 @@ def _pow2_int8_graph(g):
             s = op.params["w_scale"].astype(np.float64)
             s2 = 2.0 ** np.floor(np.log2(s))
             w = dequantise(op.params["w"], s)
-            op.params["w"] = np.clip(np.rint(w / s2[..., None, :] if w.ndim == 2 else w / s2), -127, 127).astype(np.int8)
+            op.params["w"] = np.clip(np.rint(w / expand(s2, w.ndim)), -127, 127).astype(np.int8)
             op.params["w_scale"] = s2.astype(np.float32)
             if "b" in op.params:
                 op.params["b"] = np.rint(op.params["b"] / s2) * s2
@@ -346,3 +346,41 @@ def test_only_synaptic_ops_change_in_int8_mode():
         if getattr(impl, "int8", False):
             assert impl.kind is Kind.SYNAPTIC and impl.op.type in ("conv2d", "linear")
     assert sess.dtype == np.float32
+
+
+def _per_step_graph(T=4, seed=0):
+    """A small model with RTFormer-style per-step weight tables (a leading T axis) on a conv, a count
+    linear and a spike linear: the int8 mode picks row min(t, T-1) of the int8 table and its scales."""
+    from evrt.graph import GraphBuilder
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder()
+    x = g.input(T=T, width=16, height=16)
+    y = g.add("conv1", "conv2d", [x], {"w": rng.normal(0, 0.5, (3, 3, 2, 8)), "b": rng.normal(0.1, 0.1, 8)},
+              stride=2, pad=1, in_kind="events")
+    s = g.lif("lif1", y)
+    y = g.add("conv2", "conv2d", [s], {"w": rng.normal(0, 0.4, (T, 3, 3, 8, 12)), "b": rng.normal(0.2, 0.1, (T, 12))},
+              pad=1, in_kind="spike")
+    s = g.lif("lif2", y)
+    t = g.add("tokens", "reshape", [s], shape=[64, 12])
+    y = g.add("fc", "linear", [t], {"w": rng.normal(0, 0.5, (T, 12, 10)), "b": rng.normal(0.3, 0.1, (T, 10))})
+    s = g.lif("lif3", y)
+    f = g.add("features", "mean", [s])
+    g.add("head", "linear", [f], {"w": rng.normal(0, 1.0, (10, 3))}, in_kind="real")
+    return g.graph({"family": "toy", "T": T, "output": "head", "classes": ["a", "b", "c"]})
+
+
+def test_per_step_weight_tables_in_int8_match_the_dequantised_reference():
+    gq = _pow2_int8_graph(_per_step_graph())
+    assert gq.op("conv2").params["w_scale"].shape == (4, 12) and gq.op("fc").params["w_scale"].shape == (4, 10)
+    i8, ref = Session(gq, precision="int8"), Session(_dequantised(gq), precision="float32")
+    for seed in range(3):
+        ev = _events(seed, n=3000, size=16)
+        a, b = i8.run_clip(ev), ref.run_clip(ev)
+        np.testing.assert_array_equal(a.step_logits, b.step_logits)
+        assert a.acs == b.acs > 0
+    # a step beyond T uses the last table row, as the float path does
+    s8 = Session(gq, precision="int8", mode="continuous", reset_every=None)
+    sf = Session(_dequantised(gq), precision="float32", mode="continuous", reset_every=None)
+    from evrt.framing import event_bins
+    for x in event_bins(_events(9, n=4000, size=16), 7):
+        np.testing.assert_array_equal(s8.step(x).logits, sf.step(x).logits)

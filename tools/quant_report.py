@@ -75,7 +75,8 @@ def model_report(name: str, limit: int | None, repeat: int, progress: bool) -> d
                     t0 = time.perf_counter()
                     res = sess[m].run_clip(ev)
                     best[m] = min(best[m], time.perf_counter() - t0)
-                    row[m] = {"pred": int(omap[res.class_index]), "acs": int(res.acs), "macs": int(res.macs)}
+                    row[m] = {"pred": int(omap[res.class_index]), "acs": int(res.acs), "macs": int(res.macs),
+                              "confidence": float(res.confidence)}
             for m in MODES:
                 row[m]["s"] = best[m]
             rows.append(row)
@@ -93,6 +94,13 @@ def model_report(name: str, limit: int | None, repeat: int, progress: bool) -> d
                   "median_s": float(np.median([r[m]["s"] for r in rows]))}
     out["agreement"] = sum(r["float32"]["pred"] == r["int8"]["pred"] for r in rows) / n
     out["same_acs_samples"] = sum(r["float32"]["acs"] == r["int8"]["acs"] for r in rows)
+    flip = [r["float32"]["pred"] != r["int8"]["pred"] for r in rows]
+    conf = [r["float32"]["confidence"] for r in rows]
+    out["flips"] = {  # which way the samples whose prediction changes go, and how sure float32 was of them
+        "right_to_wrong": sum(f and r["float32"]["pred"] == r["true"] for f, r in zip(flip, rows)),
+        "wrong_to_right": sum(f and r["int8"]["pred"] == r["true"] for f, r in zip(flip, rows)),
+        "median_float32_confidence_flipped": float(np.median([c for c, f in zip(conf, flip) if f])) if any(flip) else None,
+        "median_float32_confidence_kept": float(np.median([c for c, f in zip(conf, flip) if not f])) if not all(flip) else None}
     out["per_sample"] = rows
     return out
 

@@ -101,12 +101,13 @@ class Int8Weights:
         self.b64_all = (np.zeros(self.s_all.shape, np.float64) if b is None
                         else np.ascontiguousarray(b, dtype=np.float64))
         self.acc = np.zeros(self.out_shape, np.int32)
+        self.w_all = self.w = None   # the float copy is not used again: hold only the int8 weights
         self._pick(0)
 
     def _pick(self, t):
         i = min(t, self.q_all.shape[0] - 1) if self.per_step else None
         self.q8, self.q_scale, self.q_bias = ((self.q_all[i], self.s_all[i], self.b64_all[i]) if i is not None
-                                    else (self.q_all, self.s_all, self.b64_all))
+                                              else (self.q_all, self.s_all, self.b64_all))
 
     def run_int8(self, x, ctx, geometry):
         """One step in int8 mode; geometry = (stride, pad, dilation, groups) as (h, w) pairs."""
