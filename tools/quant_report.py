@@ -154,6 +154,30 @@ def kernel_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def flips_table(reports: list[dict]) -> str:
+    lines = ["| model | right → wrong | wrong → right | float32 confidence, flipped samples (median) "
+             "| float32 confidence, other samples (median) |", "|---|---|---|---|---|"]
+    for r in reports:
+        f = r["flips"]
+        fc = f"{f['median_float32_confidence_flipped']:.2f}" if f["median_float32_confidence_flipped"] is not None else "–"
+        kc = f"{f['median_float32_confidence_kept']:.2f}" if f["median_float32_confidence_kept"] is not None else "–"
+        lines.append(f"| {r['model']} | {f['right_to_wrong']} | {f['wrong_to_right']} | {fc} | {kc} |")
+    return "\n".join(lines)
+
+
+def update_doc(path: Path, blocks: dict) -> None:
+    """Replace the text between `<!-- quant_report:NAME -->` and `<!-- /quant_report:NAME -->` in the
+    doc with the fresh block NAME (the prose around the tables is left alone)."""
+    import re
+    text = path.read_text()
+    for name, body in blocks.items():
+        pat = re.compile(rf"(<!-- quant_report:{name} -->\n).*?(\n<!-- /quant_report:{name} -->)", re.S)
+        if not pat.search(text):
+            raise SystemExit(f"quant_report: {path} has no <!-- quant_report:{name} --> block")
+        text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+    path.write_text(text)
+
+
 def zoo_models() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "models").glob("*/card.json"))
 
@@ -180,6 +204,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per sample and mode; the best is timed")
     p.add_argument("--kernels", action="store_true", help="also time single synaptic layers (float32 vs int8)")
     p.add_argument("--json", action="store_true", help="one JSON object (per-sample rows included)")
+    p.add_argument("--update-doc", metavar="MD", help="also rewrite the marked tables of this doc (docs/QUANTISATION.md)")
     args = p.parse_args(argv)
     names = args.models or zoo_models()
     unknown = [n for n in names if n not in zoo_models()]
@@ -193,6 +218,16 @@ def main(argv=None) -> int:
     kernels = kernel_rows() if args.kernels else None
     machine = {"cpus": os.cpu_count(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
                "note": "shared machine; float32 and int8 interleaved per sample"}
+    if args.update_doc:
+        import subprocess
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        when = time.strftime("%Y-%m-%d", time.gmtime())
+        stamp = (f"Measured {when} at commit {rev.stdout.strip() or '?'}; {machine['cpus']} CPUs, BLAS threads "
+                 f"{machine['blas_threads']}, load average {os.getloadavg()[0]:.1f} at the end of the run.")
+        blocks = {"models": table(reports) + "\n\n" + stamp, "flips": flips_table(reports)}
+        if kernels:
+            blocks["kernels"] = kernel_table(kernels)
+        update_doc(Path(args.update_doc), blocks)
     if args.json:
         print(json.dumps({"machine": machine, "models": reports, "kernels": kernels}))
     else:
