@@ -384,3 +384,32 @@ def test_per_step_weight_tables_in_int8_match_the_dequantised_reference():
     from evrt.framing import event_bins
     for x in event_bins(_events(9, n=4000, size=16), 7):
         np.testing.assert_array_equal(s8.step(x).logits, sf.step(x).logits)
+
+
+def test_convert_a_checkpoint_with_precision_int8(tmp_path, capsys):
+    """`evrt convert CKPT --precision int8` writes the same int8 weights as quantising the float
+    conversion, and refuses .nir input with a one-line hint."""
+    import argparse
+
+    from conftest import require_torch
+    torch = require_torch()
+    from tools.reference.checkpoints import randomize_for_firing, save_sdt_checkpoint
+    from tools.reference.sdt import SDT
+    torch.manual_seed(0)
+    model = SDT(num_classes=11, embed_dims=32, num_heads=2, depths=1, T=4)
+    randomize_for_firing(model, seed=1)
+    ckpt = tmp_path / "model_best.pth.tar"
+    save_sdt_checkpoint(model, ckpt, argparse.Namespace(time_steps=4, num_heads=2, pooling_stat="0111"))
+    f64, i8 = tmp_path / "m.evrt", tmp_path / "m8.evrt"
+    assert main(["convert", str(ckpt), "--arch", "sdt", "-o", str(f64), "--sensor", "64x64"]) == 0
+    assert main(["convert", str(ckpt), "--arch", "sdt", "-o", str(i8), "--sensor", "64x64", "--precision", "int8"]) == 0
+    want, got = quantise_graph(Graph.load(f64)), Graph.load(i8)
+    for a, b in zip(want.ops, got.ops):
+        assert sorted(a.params) == sorted(b.params)
+        for k in a.params:
+            np.testing.assert_array_equal(a.params[k], b.params[k])
+            assert a.params[k].dtype == b.params[k].dtype
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "x.nir"), "--precision", "int8", "-o", str(tmp_path / "n.evrt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--precision int8" in err
