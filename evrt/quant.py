@@ -45,3 +45,20 @@ def weight_bytes(graph, precision: str) -> int:
         else:
             total += w.size * np.dtype(precision).itemsize
     return int(total)
+
+
+def dequantise_graph(graph):
+    """A copy of `graph` with every int8 conv2d/linear weight replaced by its float64 value q * scale
+    (for consumers that know only float weights, e.g. the NIR exporter). A float graph is returned as is."""
+    if not any(SCALE_KEY in op.params for op in graph.ops):
+        return graph
+    ops = []
+    for op in graph.ops:
+        params = dict(op.params)
+        if SCALE_KEY in params:
+            params["w"] = dequantise(params["w"], params.pop(SCALE_KEY))
+        ops.append(Op(op.name, op.type, list(op.inputs), dict(op.attrs), params))
+    meta = {k: v for k, v in graph.meta.items() if k != "weights"}
+    out = Graph(meta, ops)
+    out.check()
+    return out

@@ -413,3 +413,21 @@ def test_convert_a_checkpoint_with_precision_int8(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "x.nir"), "--precision", "int8", "-o", str(tmp_path / "n.evrt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--precision int8" in err
+
+
+def test_nir_export_of_an_int8_model_writes_the_dequantised_weights():
+    from conftest import require
+    require("nir")
+    from evrt.nir.exporter import export_nir
+    from evrt.quant import dequantise_graph
+    from evrt.zoo import resolve_model
+    gq = quantise_graph(Graph.load(resolve_model("nir-nmnist-cnn")))
+    a, b = export_nir(gq), export_nir(dequantise_graph(gq))
+    checked = 0
+    for name, node in b.nodes.items():
+        if hasattr(node, "weight"):
+            w = np.asarray(a.nodes[name].weight)
+            np.testing.assert_array_equal(w, np.asarray(node.weight))
+            assert w.dtype.kind == "f"
+            checked += 1
+    assert checked >= 4
