@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from evrt import kernels as K
 from evrt.cli import main
@@ -78,6 +79,39 @@ def test_conv2d_int_equals_twin_and_counts_like_the_float_kernel(geo, kind, acc_
     out = np.zeros(want.shape, np.float32)
     fc = K.conv2d_general(x, q.astype(np.float32), np.zeros(cout, np.float32), stride, pad, dil, groups, out)
     assert (c.nnz, c.pairs, c.weighted) == (fc[0], fc[1], fc[2])
+
+
+@st.composite
+def _geometry(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    dil = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    h = draw(st.integers(max(1, dil[0] * (kh - 1) + 1 - 2 * pad[0]), 10))
+    w = draw(st.integers(max(1, dil[1] * (kw - 1) + 1 - 2 * pad[1]), 10))
+    groups = draw(st.integers(1, 3))
+    cig, cpg = draw(st.integers(1, 12)), draw(st.integers(1, 20))   # > 8 rows: the eight-row path runs
+    return kh, kw, stride, pad, dil, h, w, groups, cig, cpg, draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])), \
+        draw(st.booleans()), draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_geometry())
+def test_conv2d_int_equals_twin_on_any_geometry(c):
+    kh, kw, stride, pad, dil, h, w, groups, cig, cpg, density, counts, seed = c
+    rng = np.random.default_rng(seed)
+    x = (rng.random((h, w, cig * groups)) < density).astype(np.float64)
+    if counts:
+        x *= rng.integers(-3, 7, x.shape)
+    q = rng.integers(-128, 128, (kh, kw, cig, cpg * groups)).astype(np.int8)   # -128 too
+    want = DQ.conv2d_int(x, q, stride, pad, dil, groups)
+    acc = np.full(want.shape, -7, np.int32)
+    cnt, bad, vmax = KQ.conv2d_int(x, q, stride, pad, dil, groups, acc)
+    np.testing.assert_array_equal(acc, want)
+    assert bad == -1 and vmax == int(np.abs(x).max(initial=0))
+    out = np.zeros(want.shape)
+    fc = K.conv2d_general(x, q.astype(np.float64), np.zeros(cpg * groups), stride, pad, dil, groups, out)
+    assert (cnt.nnz, cnt.pairs, cnt.weighted) == (fc[0], fc[1], fc[2])
 
 
 def test_linear_int_equals_twin_and_counts_like_linear_scatter():
