@@ -465,3 +465,26 @@ def test_nir_export_of_an_int8_model_writes_the_dequantised_weights():
             assert w.dtype.kind == "f"
             checked += 1
     assert checked >= 4
+
+
+def test_quant_report_tool_agrees_with_the_sessions(capsys, tmp_path):
+    """tools/quant_report.py on two N-MNIST recordings: its per-sample predictions and ACs are the
+    Sessions' own, and --update-doc rewrites only the marked blocks."""
+    from evrt.datasets import open_dataset
+    from evrt.zoo import resolve_model
+    from tools import quant_report
+    doc = tmp_path / "Q.md"
+    doc.write_text("intro\n<!-- quant_report:models -->\nold\n<!-- /quant_report:models -->\nmiddle\n"
+                   "<!-- quant_report:flips -->\nold\n<!-- /quant_report:flips -->\nend\n")
+    assert quant_report.main(["--models", "sdt-nmnist", "--limit", "2", "--json", "--update-doc", str(doc)]) == 0
+    rep = json.loads(capsys.readouterr().out)["models"][0]
+    ds = open_dataset("nmnist", "examples/data/nmnist", "test")
+    for mode in ("float32", "int8"):
+        sess = Session(resolve_model("sdt-nmnist"), precision=mode)
+        for i, row in enumerate(rep["per_sample"]):
+            res = sess.run_clip(ds[i].events)
+            assert row[mode]["acs"] == res.acs and row[mode]["pred"] == res.class_index
+    assert rep["weight_bytes"]["int8"] * 3 < rep["weight_bytes"]["float32"]
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    assert "| sdt-nmnist | 2 |" in text

@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 
 # one BLAS thread unless the caller says otherwise: a multi-threaded BLAS on a loaded 2-core machine
-# makes the float path's dense layers several times slower and the comparison meaningless
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# makes the float path's dense layers several times slower and the comparison meaningless (set only when
+# run as a script, before numpy loads; an importer keeps its own environment)
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
 
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
         return 2
     reports = [model_report(n, args.limit, args.repeat, not args.json) for n in names]
     kernels = kernel_rows() if args.kernels else None
-    machine = {"cpus": os.cpu_count(), "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+    machine = {"cpus": os.cpu_count(), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                "note": "shared machine; float32 and int8 interleaved per sample"}
     if args.update_doc:
         import subprocess
