@@ -180,6 +180,59 @@ def update_doc(path: Path, blocks: dict) -> None:
     path.write_text(text)
 
 
+def reference_rows(n: int, repeat: int, progress: bool) -> list[dict]:
+    """The benchmark's full reference configurations (tools/bench.py: Spikformer-DVS 2-256, SDT gesture
+    2-256, SpikingResformer-dvsg, random weights calibrated to fire, built and cached under out/bench/ on
+    first use): time per sample and ACs, float32 against int8, on the synthetic test gestures."""
+    from evrt.engine import Session
+    from evrt.evaluate import warm_up
+    from evrt.graph import Graph
+    from evrt.progress import Progress
+    from evrt.quant import weight_bytes
+    from tools.bench import REF_MODELS, bench_samples, prepare_reference
+
+    samples = bench_samples(n)
+    rows = []
+    for name in REF_MODELS:
+        graph = Graph.load(prepare_reference(name)[1])
+        sess = {m: Session(graph, precision=m, mode="clip") for m in MODES}
+        for x in sess.values():
+            warm_up(x)
+        per = {m: [] for m in MODES}
+        acs = {m: [] for m in MODES}
+        agree = 0
+        with Progress(len(samples), name, enabled=None if progress else False) as bar:
+            for i, ev in enumerate(samples):
+                best, pred = {m: float("inf") for m in MODES}, {}
+                for _ in range(repeat):
+                    for m in (MODES if i % 2 == 0 else MODES[::-1]):
+                        t0 = time.perf_counter()
+                        res = sess[m].run_clip(ev)
+                        best[m] = min(best[m], time.perf_counter() - t0)
+                        pred[m] = res.class_index
+                        acs[m].append(res.acs)
+                for m in MODES:
+                    per[m].append(best[m])
+                agree += pred["float32"] == pred["int8"]
+                bar.update()
+        rows.append({"model": REF_MODELS[name]["title"], "samples": len(samples), "agreement": agree / len(samples),
+                     "weight_bytes": {m: weight_bytes(graph, m) for m in MODES},
+                     **{m: {"median_s": float(np.median(per[m])), "mean_acs": float(np.mean(acs[m]))} for m in MODES}})
+    return rows
+
+
+def reference_table(rows: list[dict]) -> str:
+    lines = ["| configuration (random weights) | samples | agree | ACs/sample float32 | ΔACs int8 | weights float32 "
+             "| weights int8 | ms/sample float32 | ms/sample int8 | int8/float32 time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f, q = r["float32"], r["int8"]
+        lines.append(f"| {r['model']} | {r['samples']} | {r['agreement']:.0%} | {f['mean_acs']:,.0f} "
+                     f"| {(q['mean_acs'] - f['mean_acs']) / f['mean_acs']:+.2%} | {r['weight_bytes']['float32'] / 1e6:.2f} MB "
+                     f"| {r['weight_bytes']['int8'] / 1e6:.2f} MB | {f['median_s'] * 1e3:.0f} | {q['median_s'] * 1e3:.0f} "
+                     f"| {q['median_s'] / f['median_s']:.2f} |")
+    return "\n".join(lines)
+
+
 def zoo_models() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "models").glob("*/card.json"))
 
@@ -205,6 +258,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="first N test samples per model")
     p.add_argument("--repeat", type=int, default=1, help="runs per sample and mode; the best is timed")
     p.add_argument("--kernels", action="store_true", help="also time single synaptic layers (float32 vs int8)")
+    p.add_argument("--reference", type=int, default=0, metavar="N",
+                   help="also time the benchmark's three full configurations on N test gestures (built on first use)")
     p.add_argument("--json", action="store_true", help="one JSON object (per-sample rows included)")
     p.add_argument("--update-doc", metavar="MD", help="also rewrite the marked tables of this doc (docs/QUANTISATION.md)")
     args = p.parse_args(argv)
@@ -218,6 +273,7 @@ def main(argv=None) -> int:
         return 2
     reports = [model_report(n, args.limit, args.repeat, not args.json) for n in names]
     kernels = kernel_rows() if args.kernels else None
+    reference = reference_rows(args.reference, args.repeat, not args.json) if args.reference else None
     machine = {"cpus": os.cpu_count(), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                "note": "shared machine; float32 and int8 interleaved per sample"}
     if args.update_doc:
@@ -229,15 +285,19 @@ def main(argv=None) -> int:
         blocks = {"models": table(reports) + "\n\n" + stamp, "flips": flips_table(reports)}
         if kernels:
             blocks["kernels"] = kernel_table(kernels)
+        if reference:
+            blocks["reference"] = reference_table(reference)
         update_doc(Path(args.update_doc), blocks)
     if args.json:
-        print(json.dumps({"machine": machine, "models": reports, "kernels": kernels}))
+        print(json.dumps({"machine": machine, "models": reports, "kernels": kernels, "reference": reference}))
     else:
         print(table(reports))
         print(f"\n{machine['cpus']} CPUs, BLAS threads {machine['blas_threads']}; {machine['note']}; "
               f"time = median over samples of the best of {args.repeat} run(s)")
         if kernels:
             print("\n" + kernel_table(kernels))
+        if reference:
+            print("\n" + reference_table(reference))
     return 0
 
 
