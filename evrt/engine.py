@@ -20,7 +20,8 @@ from .graph import Graph
 from .ops import Kind, build
 from .readout import confidence
 
-PRECISIONS = {"float32": np.float32, "float64": np.float64}
+# int8: int8 synaptic weights summed in integers (evrt/ops/quantised.py), everything else in float32
+PRECISIONS = {"float32": np.float32, "float64": np.float64, "int8": np.float32}
 
 
 @dataclass
@@ -98,6 +99,8 @@ class Session:
         shapes = {"events": None}
         for op in graph.ops:
             impl = build(op, [shapes[s] for s in op.inputs], self.dtype)
+            if precision == "int8" and hasattr(impl, "use_int8"):
+                impl.use_int8()
             shapes[op.name] = impl.out_shape
             self.impls.append(impl)
         self._by_name = {impl.name: impl for impl in self.impls}

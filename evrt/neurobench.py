@@ -21,9 +21,13 @@ from .graph import Graph
 
 
 def footprint_bytes(graph: Graph, precision: str) -> int:
-    item = np.dtype(precision).itemsize
-    # nir_* parameters are kept only to write the graph back to NIR; the runtime never loads them
-    return int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")) * item)
+    from .quant import QUANTISED_TYPES, weight_bytes
+    item = np.dtype("float32" if precision == "int8" else precision).itemsize
+    # nir_* parameters are kept only to write the graph back to NIR; the runtime never loads them;
+    # int8: conv2d/linear weights are one byte each plus their float32 scales (evrt.quant.weight_bytes)
+    rest = sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")
+               and not (precision == "int8" and op.type in QUANTISED_TYPES and k in ("w", "w_scale")))
+    return int(rest * item + (weight_bytes(graph, "int8") if precision == "int8" else 0))
 
 
 def neurobench_metrics(report: Report, graph: Graph, precision: str, samples: int) -> dict:

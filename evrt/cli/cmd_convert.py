@@ -21,6 +21,9 @@ def register(sub):
     p.add_argument("--input-size", type=int, help="SpikingResformer: model input size after the resize (default 64)")
     p.add_argument("--neuron", choices=["dif", "if"], help="CSDformer: delayed IF (exact, default) or plain IF")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never the checkpoint)")
+    p.add_argument("--precision", choices=["float64", "int8"], default="float64",
+                   help="weights as folded (float64, default) or int8 with per-output-channel scales for conv2d/"
+                        "linear (docs/SEMANTICS.md, \"Int8 weights\"); an existing .evrt can be given as input")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     from .nir_args import add_nir_args
     add_nir_args(p)
@@ -80,10 +83,15 @@ def check_output(out: str, inputs=(), force: bool = False) -> None:
 def run(args) -> int:
     from ..archs import convert
 
+    if args.checkpoint.lower().endswith(".evrt"):
+        return requantise(args)
     if args.checkpoint.lower().endswith(".nir"):
         from .nir_args import convert_nir
         if args.arch:
             raise EvrtError("--arch does not apply to a .nir graph (it carries its own architecture)")
+        if args.precision == "int8":
+            raise EvrtError("--precision int8: convert the .nir to .evrt first, then "
+                            "`evrt convert MODEL.evrt --precision int8 -o OUT.evrt`")
         check_output(args.output, [args.checkpoint], args.force)
         return convert_nir(args, read_class_file(args.classes) if args.classes else None)
     if not args.arch:
@@ -99,6 +107,9 @@ def run(args) -> int:
     graph = convert(ckpt, args.arch, timesteps=args.timesteps, classes=classes,
                     sensor=sensor, num_heads=args.heads, input_size=args.input_size,
                     neuron=args.neuron)
+    if args.precision == "int8":
+        from ..quant import quantise_graph
+        graph = quantise_graph(graph)
     try:
         graph.save(args.output)
     except OSError as e:
@@ -114,4 +125,28 @@ def run(args) -> int:
               f"{len(graph.ops)} ops ({meta['convert_seconds']:.2f} s)")
         if meta["unused_keys"]:
             print(f"unused checkpoint tensors (not needed at inference): {', '.join(meta['unused_keys'])}")
+    return 0
+
+
+def requantise(args) -> int:
+    """An existing .evrt model to another weight precision (int8: conv2d/linear weights quantised)."""
+    from ..graph import Graph
+    from ..quant import quantise_graph, weight_bytes
+
+    if args.precision != "int8":
+        raise EvrtError(f"{args.checkpoint} is already an evrt model; give --precision int8 to quantise it")
+    if args.arch:
+        raise EvrtError("--arch does not apply to an .evrt model")
+    check_output(args.output, [args.checkpoint], args.force)
+    graph = quantise_graph(Graph.load(args.checkpoint))
+    try:
+        graph.save(args.output)
+    except OSError as e:
+        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    summary = {"output": args.output, "precision": "int8", "ops": len(graph.ops),
+               "weight_bytes": weight_bytes(graph, "int8"), "params": graph.num_params}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {args.output}: int8 conv2d/linear weights, {summary['weight_bytes']:,} weight bytes")
     return 0

@@ -24,7 +24,7 @@ def register(sub):
     p.add_argument("--label-order", choices=["recording", "spikingjelly"], default=None,
                    help="gesture order of the model's outputs, for models without gesture class names "
                         "(e.g. class_0..class_10); when the names are gestures they decide and this is checked")
-    p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress bar")
     p.set_defaults(func=run)

@@ -10,7 +10,7 @@ def register(sub):
     p = sub.add_parser("predict", help="classify one recording as one sample (clip mode, reference framing)")
     p.add_argument("model")
     p.add_argument("events", help="an event file: .npz with t,x,y,p, or any supported recording format")
-    p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ def register(sub):
     p.add_argument("--labels", choices=["auto", "gesture", "model"], default="auto",
                    help="what a recording's integer labels index: DVS128 Gesture ids (csv class - 1) or the "
                         "model's outputs; auto = gesture for AEDAT 3.1, model otherwise")
-    p.add_argument("--precision", choices=["float32", "float64"], default="float32")
+    p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line; nothing else on stdout")
     p.set_defaults(func=run)

@@ -51,7 +51,7 @@ def add_framing(p) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--count", type=int, metavar="N", help="a step every N events (default: the model's meta)")
     g.add_argument("--window-us", type=int, metavar="D", help="a step every D µs (empty windows are steps)")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float32")
+    p.add_argument("--precision", choices=("float32", "float64", "int8"), default="float32")
     p.add_argument("--mode", choices=("continuous", "clip"), default="continuous",
                    help="readout: sliding mean over the last T steps (continuous) or mean since the last reset")
     p.add_argument("--reset-every", type=int, metavar="STEPS",

@@ -44,6 +44,8 @@ def export_nir(graph: Graph | str, path=None, dt: float = 1e-3):
     nir = require_nir()
     if not isinstance(graph, Graph):
         graph = Graph.load(graph)
+    from ..quant import dequantise_graph
+    graph = dequantise_graph(graph)     # NIR weights are floats: an int8 model exports q * scale
     meta_nir = graph.meta.get("nir") or {}
     profile = meta_nir.get("profile", "euler")
     if "profile" in meta_nir:

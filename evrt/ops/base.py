@@ -151,6 +151,7 @@ class OpImpl:
     attrs: dict[str, Attr] = {}
     params: dict[str, Param] = {}
     per_step = False   # holds per-timestep tables (the last row is held beyond T)
+    check_params = None   # optional rule across parameters: params dict -> error text or None
 
     # ------------------------------------------------------------------------------ declaration side
     @classmethod
@@ -321,6 +322,8 @@ def check_op(op, in_shapes: list) -> tuple[tuple, dict]:
         _fail(op, "reads the raw step input directly; only an input op may")
     a = resolve_attrs(cls, op)
     _check_params(cls, op, a, in_shapes)
+    if cls.check_params is not None and (msg := cls.check_params(op.params)):
+        _fail(op, msg)
     try:
         out = tuple(int(v) for v in cls.shape(a, {k: v.shape for k, v in op.params.items()}, in_shapes))
     except (ValueError, TypeError, IndexError, ZeroDivisionError) as exc:

@@ -7,6 +7,7 @@ import numpy as np
 from .. import kernels as K
 from .base import Attr, Kind, OpImpl, Param, need, non_negative, op_type, out_size, positive
 from .input import EventBatch
+from .quantised import Int8Weights, check_int8_params, check_scale
 
 IN_KINDS = ("events", "spike", "count", "real")
 
@@ -56,7 +57,7 @@ def _pair_of(check):
 
 
 @op_type("conv2d")
-class Conv2d(Synaptic, PerStep):
+class Conv2d(Synaptic, PerStep, Int8Weights):
     """(H, W, Cin) -> (Ho, Wo, Cout); zero padding; w (kh, kw, Cin/groups, Cout). `stride` and `pad`
     apply to both axes; the optional pairs `stride_hw`, `pad_hw` (per axis, replacing them) and
     `dilation` describe layers imported from other frameworks, run by the general kernel
@@ -67,7 +68,9 @@ class Conv2d(Synaptic, PerStep):
              "pad_hw": Attr("ints?", None, check=_pair_of(non_negative)),
              "dilation": Attr("ints?", None, check=_pair_of(positive))}
     params = {"w": Param(("kh", "kw", "cin_g", "cout"), per_step=True),
-              "b": Param(("cout",), optional=True, per_step=True)}
+              "b": Param(("cout",), optional=True, per_step=True),
+              "w_scale": Param(("cout",), optional=True, per_step=True, check=check_scale)}   # int8 files
+    check_params = staticmethod(check_int8_params)
 
     @staticmethod
     def geometry(a):
@@ -93,7 +96,7 @@ class Conv2d(Synaptic, PerStep):
 
     def __init__(self, op, in_shapes, dtype, resolved=None):
         super().__init__(op, in_shapes, dtype, resolved)
-        self.load_weights(op, dtype, 4)
+        self.load_scaled(op, dtype, 4)
         kh, kw, cin_g, cout = self.w.shape
         ho, wo, _ = self.out_shape
         self.dense_ops = ho * wo * cout * kh * kw * cin_g
@@ -104,6 +107,9 @@ class Conv2d(Synaptic, PerStep):
 
     def run(self, inputs, ctx):
         x = inputs[0]
+        if self.int8:
+            geo = self.general or ((self.s, self.s), (self.p, self.p), (1, 1))
+            return self.run_int8(x, ctx, geo + (self.a["groups"],))
         self.select(ctx.t)
         s, p = self.s, self.p
         if isinstance(x, EventBatch):
@@ -123,10 +129,12 @@ class Conv2d(Synaptic, PerStep):
 
 
 @op_type("linear")
-class Linear(Synaptic, PerStep):
+class Linear(Synaptic, PerStep, Int8Weights):
     """Token-wise linear map (also 1x1 convs): x (..., Cin) viewed as (N, Cin); w (Cin, Cout)."""
     attrs = {"in_kind": Attr(str, "spike", choices=IN_KINDS[1:])}
-    params = {"w": Param(("cin", "cout"), per_step=True), "b": Param(("cout",), optional=True, per_step=True)}
+    params = {"w": Param(("cin", "cout"), per_step=True), "b": Param(("cout",), optional=True, per_step=True),
+              "w_scale": Param(("cout",), optional=True, per_step=True, check=check_scale)}   # int8 files
+    check_params = staticmethod(check_int8_params)
 
     @classmethod
     def bind(cls, a, ins):
@@ -138,13 +146,15 @@ class Linear(Synaptic, PerStep):
 
     def __init__(self, op, in_shapes, dtype, resolved=None):
         super().__init__(op, in_shapes, dtype, resolved)
-        self.load_weights(op, dtype, 2)
+        self.load_scaled(op, dtype, 2)
         n = int(np.prod(in_shapes[0][:-1])) if len(in_shapes[0]) > 1 else 1
         self.dense_ops = n * self.w.shape[0] * self.w.shape[1]
         self.out2 = self.out.reshape(n, self.w.shape[1])
 
     def run(self, inputs, ctx):
         x = inputs[0]
+        if self.int8:
+            return self.run_int8(x, ctx, None)
         self.select(ctx.t)
         self.count(K.linear_scatter(x.reshape(-1, x.shape[-1]), self.w, self.b, self.out2))
         return self.out
