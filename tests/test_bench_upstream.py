@@ -95,7 +95,8 @@ def test_report_renders_the_upstream_tables_and_the_rerun_check(tmp_path):
     assert render([str(src), "--out", str(tmp_path / "B.md")]) == 0
     md = (tmp_path / "B.md").read_text()
     assert "### Per sample, the whole machine" in md and "### Per sample, one thread each" in md
-    assert "- **not met** — the whole machine: evrt ≥ 3× faster" in md and "a-model 2.00×" in md
+    assert "- **not met** — the whole machine: evrt ≥ 3× faster" in md and "a-model 2.00× (reps 2.00–2.00)" in md
+    assert "a loaded machine" not in md.split("### Targets")[1].split("###")[0]
     assert "- **not met** — streaming p99 step latency, the whole machine" in md
     assert "Stand-ins for imports" in md and "timm" in md
     rows = [ln for ln in md.splitlines() if ln.startswith("| one | b-model | torch |")]

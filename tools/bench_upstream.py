@@ -310,6 +310,7 @@ def prepare(name, path, cache, p):
         if info.get("key") == key and Path(info["graph"]).is_file() and Path(info["ckpt"]).is_file():
             return info
     cache.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--prepare", json.dumps(dict(name=name, path=str(path),
                                                                                     cache=str(cache), p=p))]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(None), capture_output=True, text=True)
@@ -319,6 +320,7 @@ def prepare(name, path, cache, p):
                             + (r.stderr.strip().splitlines() or ["no output"])[-1])
     info = json.loads(line[-1][len("@@RESULT@@"):])
     info["key"] = key
+    info["prepare_s"] = time.perf_counter() - t0
     info_path.write_text(json.dumps(info, indent=1))
     return info
 
@@ -370,7 +372,7 @@ def _prepare_here(job):
 
 # ----------------------------------------------------------------------------------------- workers
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "EVRT_THREADS")
 
 
 def _env(threads):
@@ -657,6 +659,7 @@ def run(upstream_dir, cache, quick=False, names=None, log=print):
         info = prepare(name, path, cache, p)
         u = UPSTREAM[name]
         out["models"][name] = dict(title=u["title"], repo=u["repo"], path=str(path), commit=_commit(path),
+                                   prepare_s=info.get("prepare_s"), cached=time.perf_counter() - t0 < 1.0,
                                    **{k: info[k] for k in ("ckpt", "graph", "shims", "cupy_neurons", "check")})
         c = info["check"]
         log(f"[upstream] {name}: checkpoint + graph ready ({time.perf_counter() - t0:.1f} s); evrt vs upstream "
@@ -670,6 +673,7 @@ def run(upstream_dir, cache, quick=False, names=None, log=print):
             m = out["models"][name]
             base = dict(model=name, threads=threads, p=p, graph=m["graph"], ckpt=m["ckpt"], path=m["path"])
             log(f"[upstream] {setting:5s} {name}: starting both sides")
+            t0 = time.perf_counter()
             ws = {}
             try:
                 # whole machine: PyTorch with the thread variables unset (its default); evrt likewise where
@@ -685,6 +689,7 @@ def run(upstream_dir, cache, quick=False, names=None, log=print):
                 for side in ("evrt", "torch"):
                     res[side] = dict(summarize(reps[side]), **ws[side].end(),
                                      raw=reps[side])
+                res["wall_s"] = time.perf_counter() - t0
                 out["settings"][setting][name] = res
             finally:
                 for w in ws.values():
