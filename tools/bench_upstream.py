@@ -401,10 +401,7 @@ class EvrtSide:
     """evrt float32: framing = event_bins / clip_frames + the graph's input op; compute = every other op."""
 
     def __init__(self, job):
-        import numpy as np  # noqa: F401
-        from evrt.engine import Session
         from evrt.graph import Graph
-        from evrt.ops import Kind  # noqa: F401
         self.job = job
         self.samples, stream = make_inputs(job["p"])
         self.wins = windows(stream, job["p"]["window_us"])
@@ -435,7 +432,6 @@ class EvrtSide:
         n = len(self.samples)
         self.counts = dict(acs=tot["acs"] / n, macs=tot["macs"] / n, dense_macs=tot["dense_macs"] / n,
                            firing_rate=tot["firing_rate"])
-        del Session
 
     def _session(self, k, mode):
         from evrt.engine import Session
