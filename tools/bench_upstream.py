@@ -307,6 +307,8 @@ def prepare(name, path, cache, p):
     info_path = cache / "prepared.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
+        # the files sit beside prepared.json (a copied out/bench/upstream/ folder stays valid)
+        info.update(ckpt=str(cache / Path(info["ckpt"]).name), graph=str(cache / Path(info["graph"]).name))
         if info.get("key") == key and Path(info["graph"]).is_file() and Path(info["ckpt"]).is_file():
             return info
     cache.mkdir(parents=True, exist_ok=True)
@@ -695,8 +697,11 @@ def run(upstream_dir, cache, quick=False, names=None, log=print):
 
 def _commit(path):
     try:
-        r = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() or None
+        r = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                           text=True, timeout=10)
+        top, head = (r.stdout.split() + [None, None])[:2]
+        # only the checkout's own repository (not one that happens to contain the folder)
+        return head if top and Path(top).resolve() == Path(path).resolve() else None
     except (OSError, subprocess.SubprocessError):
         return None
 
