@@ -172,6 +172,9 @@ def upstream_lines(up, compare=None) -> list:
         L.append(f"- **{name}**: {m['title']} — `{m['repo']}`" + (f" @ `{m['commit'][:10]}`" if m.get("commit") else "")
                  + f"; evrt's graph reproduces it on a benchmark sample: float64 logits max |Δ| "
                  f"{c['float64']['max_abs_diff']:.1e}; float32 {c['float32']['max_abs_diff']:.1e}, same class")
+    L.append("\nfloat64 equality shows it is the same model; in float32 both sides round, and a neuron whose "
+             "membrane lies within float32 rounding of its threshold may fire on one side only, after which the "
+             "logits drift apart (docs/PARITY.md); the class stays the same.")
     shims = sorted({s.split(" (")[0] for m in up["models"].values() for s in m.get("shims", [])})
     if shims:
         L.append(f"\nStand-ins for imports that do not load beside this torch: {', '.join(shims)} (names the "
