@@ -505,7 +505,7 @@ def main(argv=None):
     if args.upstream:
         try:
             upstream = bench_upstream.run(args.upstream, CACHE / "upstream", quick=args.quick, names=up_names,
-                                          log=lambda m: print(m, flush=True))
+                                          log=lambda m: print(m, flush=True), rebuild=args.rebuild)
         except bench_upstream.UpstreamError as e:
             raise SystemExit(str(e))
         upstream["add_peak_acc_per_s"] = machine_rates()["add_peak_acc_per_s"]

@@ -79,9 +79,14 @@ def locate(root, names=None) -> dict:
 
 
 def source_hash(name, path) -> str:
+    """Key of a prepared checkpoint + graph: the upstream model files, the recipe and evrt's converter
+    (a changed converter or graph format converts again)."""
     h = hashlib.sha256(f"{RECIPE}|{name}".encode())
-    for f in UPSTREAM[name]["files"]:
-        h.update((Path(path) / f).read_bytes())
+    conv = sorted((ROOT / "evrt" / "archs").rglob("*.py")) + sorted((ROOT / "evrt" / "checkpoint").rglob("*.py")) \
+        + [ROOT / "evrt" / "fold.py", ROOT / "evrt" / "graph.py"]
+    for f in [Path(path) / f for f in UPSTREAM[name]["files"]] + conv:
+        if f.is_file():
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -298,14 +303,14 @@ def reset_net(model):
 
 # -------------------------------------------------------------------------------- checkpoint + graph
 
-def prepare(name, path, cache, p):
+def prepare(name, path, cache, p, rebuild=False):
     """Random realistic checkpoint of the upstream class in its repository's container, the evrt graph
     converted from it by the CLI, and a one-sample check that both give the same logits. Cached under
     `cache` by the upstream source hash and the recipe."""
     cache = Path(cache) / name
     key = source_hash(name, path)
     info_path = cache / "prepared.json"
-    if info_path.is_file():
+    if info_path.is_file() and not rebuild:
         info = json.loads(info_path.read_text())
         # the files sit beside prepared.json (a copied out/bench/upstream/ folder stays valid)
         info.update(ckpt=str(cache / Path(info["ckpt"]).name), graph=str(cache / Path(info["graph"]).name))
@@ -645,7 +650,7 @@ def summarize(reps: list) -> dict:
 SETTINGS = (("whole", 0), ("one", 1))   # (name, threads: 0 = each side's default / best)
 
 
-def run(upstream_dir, cache, quick=False, names=None, log=print):
+def run(upstream_dir, cache, quick=False, names=None, log=print, rebuild=False):
     """Measure every model in both settings. Returns the `upstream` section of results.json."""
     paths = locate(upstream_dir, names)
     p = dict(sample_events=340_000, sample_s=6.0, stream_rate=56_000, window_us=50_000,
@@ -654,7 +659,7 @@ def run(upstream_dir, cache, quick=False, names=None, log=print):
     threads_api = session_takes_threads()
     for name, path in paths.items():
         t0 = time.perf_counter()
-        info = prepare(name, path, cache, p)
+        info = prepare(name, path, cache, p, rebuild)
         u = UPSTREAM[name]
         out["models"][name] = dict(title=u["title"], repo=u["repo"], path=str(path), commit=_commit(path),
                                    prepare_s=info.get("prepare_s"), cached=time.perf_counter() - t0 < 1.0,
