@@ -49,6 +49,7 @@ def test_report_renders_from_raw_results_alone(tmp_path):
     raw["results"] = [r for r in raw["results"] if r.get("model") == model and r.get("threads") == 1]
     raw["models"] = {model: raw["models"][model]}
     raw["meta"].pop("compare", None)
+    raw.pop("upstream", None)          # the upstream-code section: tests/test_bench_upstream.py
     src = tmp_path / "results.json"
     src.write_text(json.dumps(raw))
     assert render([str(src), "--out", str(tmp_path / "B.md")]) == 0

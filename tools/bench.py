@@ -17,6 +17,13 @@ plot, machine, command), docs/bench/*.csv and docs/bench/*.png from that file wi
 tools/bench_report.py (which can re-render without measuring again).
 
     python tools/bench.py [--threads 1 2] [--quick] [--out docs/BENCHMARKS.md] [--compare OLD_RESULTS_JSON]
+                          [--upstream DIR [--upstream-only]]
+
+With --upstream DIR (checkouts DIR/spikformer, DIR/Spike-Driven-Transformer, DIR/SpikingResformer of
+the public repositories), the three full configurations are timed against the UPSTREAM model classes
+instead of evrt's own PyTorch reference (tools/bench_upstream.py: same checkpoints, same ~340 k-event
+samples, both sides interleaved rep by rep, framing and compute apart, the whole machine and one
+thread each); --upstream-only skips everything else (zoo models, event-rate sweep, per-op profile).
 
 It also measures this machine's best GEMM rate, evrt's event-conv rate and the core's add throughput,
 and from them the event accumulate rate each model would need to be 5x faster than the reference at
@@ -39,7 +46,7 @@ from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.bench_report import (CLIP_US, RATES, _key, _median, _pct, rate_needed,  # noqa: E402,F401
-                                synaptic_time, time_by_group, write_report)
+                                synaptic_time, time_by_group, upstream_spreads, write_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "out" / "bench"
@@ -72,6 +79,12 @@ def parse_args(argv=None):
     ap.add_argument("--compare", metavar="RESULTS_JSON",
                     help="an earlier run's docs/bench/results.json: the report adds how far this run's timings "
                          "are from it (reproducibility)")
+    ap.add_argument("--upstream", metavar="DIR",
+                    help="folder with checkouts of ZK-Zhou/spikformer, BICLab/Spike-Driven-Transformer and "
+                         "xyshi2000/SpikingResformer (as spikformer/, Spike-Driven-Transformer/, SpikingResformer/): "
+                         "time the upstream model code (docs/BENCHMARKS.md, Method)")
+    ap.add_argument("--upstream-only", action="store_true",
+                    help="with --upstream: only the upstream-code tables")
     ap.add_argument("--worker", help=argparse.SUPPRESS)   # JSON job: run one side in this process
     return ap.parse_args(argv)
 
@@ -430,11 +443,15 @@ def run_job(job):
 
 def previous_timings(path):
     """Median ms/sample and stream p50 of each job of an earlier results.json (read before this run
-    overwrites it)."""
-    old = json.loads(Path(path).read_text())
-    jobs = {_key(r): dict(ms=1e3 * _median(r["per_sample_s"]), p50_ms=r["stream"]["p50_ms"])
-            for r in old["results"] if not r.get("timed_out")}
-    return dict(date=old["meta"]["date"], command=old["meta"]["command"], jobs=jobs)
+    overwrites it), and the spreads of its upstream-code timings."""
+    try:
+        old = json.loads(Path(path).read_text())
+        jobs = {_key(r): dict(ms=1e3 * _median(r["per_sample_s"]), p50_ms=r["stream"]["p50_ms"])
+                for r in old.get("results", []) if not r.get("timed_out")}
+        up = upstream_spreads(old.get("upstream"))
+        return dict(date=old["meta"]["date"], command=old["meta"]["command"], jobs=jobs, upstream=up)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--compare {path}: not a tools/bench.py results.json ({type(e).__name__}: {e})")
 
 
 def machine_info():
@@ -472,18 +489,38 @@ def main(argv=None):
         worker(json.loads(args.worker))
         return 0
     sys.path.insert(0, str(ROOT))
+    if args.upstream_only and not args.upstream:
+        raise SystemExit("--upstream-only needs --upstream DIR")
     compare = previous_timings(args.compare) if args.compare else None
+    from tools import bench_upstream
+    up_names = [n for n in bench_upstream.UPSTREAM if not args.models or n in args.models]
+    if args.upstream:
+        try:
+            bench_upstream.locate(args.upstream, up_names)      # fail before measuring anything
+        except bench_upstream.UpstreamError as e:
+            raise SystemExit(str(e))
     t_start = time.time()
     load_before = loadavg()
+    upstream = None
+    if args.upstream:
+        try:
+            upstream = bench_upstream.run(args.upstream, CACHE / "upstream", quick=args.quick, names=up_names,
+                                          log=lambda m: print(m, flush=True), rebuild=args.rebuild)
+        except bench_upstream.UpstreamError as e:
+            raise SystemExit(str(e))
+        upstream["add_peak_acc_per_s"] = machine_rates()["add_peak_acc_per_s"]
     models = {}
     for name, cfg in REF_MODELS.items():
-        if args.models and name not in args.models:
+        if args.upstream_only or (args.models and name not in args.models):
             continue
         t0 = time.perf_counter()
         ckpt, g = prepare_reference(name, args.rebuild)
         print(f"[bench] {name}: checkpoint + graph ready ({time.perf_counter() - t0:.1f} s)", flush=True)
-        models[name] = dict(graph=str(g), ckpt=str(ckpt), title=cfg["title"], torch=True)
-    for name, z in zoo_models().items():
+        # with --upstream the upstream classes are the PyTorch side of these models: evrt only here
+        # (per-op profile, counts, event-rate sweep) at the first thread count
+        models[name] = dict(graph=str(g), ckpt=str(ckpt), title=cfg["title"], torch=not args.upstream,
+                            evrt_threads=args.threads[:1] if args.upstream else None)
+    for name, z in ({} if args.upstream_only else zoo_models()).items():
         if args.models and name not in args.models:
             continue
         models[name] = dict(graph=z["graph"], ckpt=z["ckpt"], title=z["title"], torch=z["torch"], card=z["card"])
@@ -493,6 +530,8 @@ def main(argv=None):
     results = []
     for threads in args.threads:
         for name, m in models.items():
+            if m.get("evrt_threads") and threads not in m["evrt_threads"]:
+                continue
             sides = ["evrt", "torch"] if m["torch"] else ["evrt"]
             for side in sides:
                 job = dict(base, side=side, model=name, threads=threads, graph=m["graph"], ckpt=m["ckpt"],
@@ -521,7 +560,8 @@ def main(argv=None):
     if compare:
         meta["compare"] = compare
     raw.write_text(json.dumps(dict(meta=meta, models={k: {kk: vv for kk, vv in v.items() if kk != "card"}
-                                                     for k, v in models.items()}, results=results), indent=1))
+                                                     for k, v in models.items()}, results=results,
+                                   upstream=upstream), indent=1))
     write_report(raw, out)
     print(f"[bench] done in {wall / 60:.1f} min -> {out}")
     return 0

@@ -72,7 +72,8 @@ def _shortcut_pairs(model):
     upwards (max over 9 values, sums of several BN outputs) and the layer fires > 50 %."""
     from .rtformer import RTFormer
     from .sdt import SDT
-    if not isinstance(model, (SDT, RTFormer)):
+    # the upstream SDT class (BICLab/Spike-Driven-Transformer, tools/bench_upstream.py) has the same names
+    if not isinstance(model, (SDT, RTFormer)) and type(model).__name__ != "SpikeDrivenTransformer":
         return []
     stem_bn = "patch_embed.core3.pw_bn" if isinstance(model, RTFormer) else "patch_embed.proj_bn3"
     pairs = [("patch_embed.proj_lif3", stem_bn)]
