@@ -10,6 +10,7 @@ from numba import njit
 
 from .conv import conv2d_scatter_only, row_counts
 from .counts import Counts
+from .matmul import matmul
 
 # Break-even density of the event path against one BLAS matmul, measured as for the convs' thresholds
 # (evrt/kernels/conv.py): ~0.3 for 256 -> 256 on 64 tokens, 0.22-0.26 for 1024 -> 256, ~0.4 for 256 -> 1024.
@@ -43,8 +44,8 @@ def linear_scatter_only(x, w, b, out):
 
 def linear_dense(x, w, b, out):
     """The dense path alone: one BLAS matmul."""
-    if out.flags.c_contiguous and x.dtype == w.dtype == out.dtype:
-        np.matmul(x, w, out=out)
+    if out.flags.c_contiguous and x.flags.c_contiguous and x.dtype == w.dtype == out.dtype:
+        matmul(x, w, out)
     else:
         out[...] = x @ w
     out += b

@@ -11,8 +11,10 @@ threshold test (teacher forcing); H is still computed and recorded.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.extending import overload
+
+from .threads import get_threads
 
 
 def _typed(p, like):
@@ -72,22 +74,15 @@ def _tiled(p, r):
 
 
 @njit(cache=True)
-def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
-    """The untraced, unforced step: branch-free rows (selects, not jumps), same arithmetic and order
-    as _neuron's loop below. a, c_, th, sg already rounded to the state dtype."""
-    n = vf.size
-    r = _row_length(n, a.size)
-    a = _tiled(a, r)
-    if kind == 2:
-        c_ = _tiled(c_, r)
-        th = _tiled(th, r)
-        up = _tiled(sg, r) >= 0
-    else:
-        up = np.ones(1, np.bool_)
+def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, i0, i1):
+    """Rows i0 <= i < i1 (of length r) of the untraced, unforced step: branch-free rows (selects, not
+    jumps), same arithmetic and order as _neuron's loop below. Each element depends on itself alone,
+    so any split of the rows between threads gives the same bits."""
     one = vf.dtype.type(1)
     zero = vf.dtype.type(0)
     spikes = 0
-    for r0 in range(0, n, r):
+    for ri in range(i0, i1):
+        r0 = ri * r
         xr = xf[r0:r0 + r]
         vr = vf[r0:r0 + r]
         sr = sf[r0:r0 + r]
@@ -125,7 +120,44 @@ def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
 
 
 @njit(cache=True)
-def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
+def _rows_setup(kind, n, a, c_, th, sg):
+    r = _row_length(n, a.size)
+    a = _tiled(a, r)
+    if kind == 2:
+        c_ = _tiled(c_, r)
+        th = _tiled(th, r)
+        up = _tiled(sg, r) >= 0
+    else:
+        up = np.ones(1, np.bool_)
+    return r, a, c_, th, up
+
+
+@njit(cache=True)
+def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
+    """The untraced, unforced step on one thread. a, c_, th, sg already rounded to the state dtype."""
+    r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
+    return _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, 0, vf.size // r)
+
+
+# below this many neurons a step stays on one thread (a fork-join costs more than the step)
+PAR_MIN_NEURONS = 16384
+
+
+@njit(cache=True, parallel=True)
+def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts):
+    """_fast with the rows cut into `parts` equal ranges, one per thread; the spike counts (integers)
+    are summed after."""
+    r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
+    rows = vf.size // r
+    counts = np.zeros(parts, np.int64)
+    for p in prange(parts):
+        counts[p] = _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r,
+                               rows * p // parts, rows * (p + 1) // parts)
+    return counts.sum()
+
+
+@njit(cache=True)
+def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts):
     """Shared step. kind 0 = LIF (p1 = vth), 1 = IF (p1 = vth), 2 = table (p1..p4 = r, c, theta, sign).
     Unforced steps take the vectorised rows of _fast; teacher forcing takes the per-element loop."""
     n = v.size
@@ -149,6 +181,8 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
     if forced and f.size != n:
         raise ValueError("forced spikes must have the neuron array's size")
     if not forced:
+        if parts > 1:
+            return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts)
         return _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg)
     spikes = 0
     for r0 in range(0, n, P):
@@ -173,40 +207,40 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
     return spikes
 
 
-@njit(cache=True)
+def _parts(x):
+    """Threads for a step of x.size neurons: one below PAR_MIN_NEURONS."""
+    n = get_threads()
+    return n if n > 1 and x.size >= PAR_MIN_NEURONS else 1
+
+
 def lif_step(x, v, k, vth, s, h):
     """LIF / PLIF: H = V + (X - V) k; S = H >= vth; V = 0 if S else H. k scalar (PLIF: float32
     sigmoid(w) computed by the caller), vth per channel (or per element / scalar, see module doc)."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h)
+    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h, _parts(x))
 
 
-@njit(cache=True)
 def lif_step_forced(x, v, k, vth, f, s, h):
     """lif_step whose spikes and reset follow f."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h)
+    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h, _parts(x))
 
 
-@njit(cache=True)
 def if_step(x, v, vth, s, h):
     """IF with soft reset: H = V + X; S = H >= vth; V = H - vth S."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h)
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h, _parts(x))
 
 
-@njit(cache=True)
 def if_step_forced(x, v, vth, f, s, h):
     """if_step whose spikes and reset follow f."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h)
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h, _parts(x))
 
 
-@njit(cache=True)
 def table_step(x, v, r, c, theta, sign, k, s, h):
     """Table LIF (TSBN folded; docs/SEMANTICS.md "Neurons"): H = r V + c + k X; fire H >= theta where sign >= 0,
     H <= theta
     where sign < 0; hard reset to 0. r, c, theta, sign: this step's rows, all the same size."""
-    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h)
+    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h, _parts(x))
 
 
-@njit(cache=True)
 def table_step_forced(x, v, r, c, theta, sign, k, f, s, h):
     """table_step whose spikes and reset follow f."""
-    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h)
+    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h, _parts(x))
