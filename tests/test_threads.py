@@ -10,6 +10,8 @@ import pytest
 
 import evrt.kernels as K
 from evrt.kernels import conv as KC
+from evrt.kernels import linear as KL
+from evrt.kernels import pool as KP
 from evrt.kernels import dense as D
 from evrt.kernels import matmul as KM
 from evrt.kernels import neurons as KN
@@ -25,10 +27,14 @@ def _restore_threads():
     T.set_threads(before)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def small_parallel(monkeypatch):
     """Let the small test arrays take the parallel paths that real layers take."""
     monkeypatch.setattr(KN, "PAR_MIN_NEURONS", 1)
+    monkeypatch.setattr(KC, "PAR_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(KC, "PAR_MIN_PAIRS", 0)
+    monkeypatch.setattr(KL, "PAR_MIN_PAIRS", 0)
+    monkeypatch.setattr(KP, "PAR_MIN_ELEMENTS", 1)
 
 
 def at(n, fn, *args):
@@ -140,7 +146,7 @@ def test_matmul_row_bands_equal_one_call(m, k, n):
 
 @pytest.mark.parametrize("kind", ["lif", "if", "table"])
 @pytest.mark.parametrize("shape", [(5, 7, 3), (64, 64, 32), (3, 100, 33)])
-def test_neurons_threads_bit_identical(kind, shape, small_parallel):
+def test_neurons_threads_bit_identical(kind, shape):
     rng = np.random.default_rng(len(shape) + shape[0])
     c = shape[-1]
     xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
@@ -300,3 +306,33 @@ def test_session_threads_argument():
     assert T.get_threads() == 1
     with pytest.raises(GraphError, match="threads"):
         Session(path, threads=0)
+
+
+def test_parallel_variants_are_the_ones_run(monkeypatch):
+    """At 2 threads the kernels above really take their parallel variants (else the checks above
+    would compare the serial kernel with itself)."""
+    from evrt.kernels import attention as KA
+    called = []
+
+    def spy(mod, name):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a: called.append(name) or real(*a))
+
+    for mod, name in ((KC, "_conv_scatter_par"), (KC, "conv2d_counts_par"), (KC, "_im2col_par"),
+                      (KP, "_maxpool2d_par"), (KA, "_dssa_out_par"), (KA, "_dssa_scores_par"), (KA, "_ssa_par")):
+        spy(mod, name)
+    rng = np.random.default_rng(0)
+    x = spikes(rng, (16, 16, 8), 0.2)
+    w = rng.standard_normal((3, 3, 8, 16)).astype(np.float32)
+    o = np.empty((16, 16, 16), np.float32)
+    T.set_threads(2)
+    K.conv2d_scatter(x, w, np.zeros(16, np.float32), 1, 1, 1, o, 2.0)
+    K.conv2d_scatter(x, w, np.zeros(16, np.float32), 1, 1, 1, o, -1.0)
+    K.maxpool2d(x, 3, 2, 1, np.empty((8, 8, 8), np.float32))
+    y = rng.standard_normal((8, 16)).astype(np.float32)
+    K.dssa_scores(y, spikes(rng, (256, 8), 0.3), 2, np.empty((2, 8, 256), np.float32))
+    K.dssa_out(y, spikes(rng, (2, 8, 256), 0.3), 2, np.empty((256, 8), np.float32))
+    q = spikes(rng, (8, 16), 0.3)
+    K.ssa(q, q, q, 2, np.empty((8, 16), np.float32))
+    assert sorted(set(called)) == sorted(["_conv_scatter_par", "conv2d_counts_par", "_im2col_par", "_maxpool2d_par",
+                                          "_dssa_out_par", "_dssa_scores_par", "_ssa_par"])

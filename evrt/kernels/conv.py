@@ -40,6 +40,13 @@ def default_dense_above(kh, kw, cig, cpg, groups):
     return DENSE_ABOVE_GROUPED
 
 
+# Below these sizes a kernel stays on one thread: waking the other threads and joining them (~10-20 µs
+# with sleeping workers) would cost more than the split saves. Elements of the array a pass walks; adds
+# of the event path (pairs).
+PAR_MIN_ELEMENTS = 65536
+PAR_MIN_PAIRS = 400_000
+
+
 @njit(cache=True)
 def _taps(n_in, n_out, k, stride, pad):
     """For each input row i, the (output row, kernel row) pairs with o*stride - pad + kk == i.
@@ -420,8 +427,9 @@ def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
     return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
 
 
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES):
-    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts."""
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None):
+    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts.
+    threads: None = get_threads(); the result does not depend on it."""
     kh, kw, cig, cout = w.shape
     cpg = cout // groups
     if cig == 1 and cpg == 1 and groups > 1:
@@ -435,7 +443,7 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYT
     ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
     idx = _scratch("idx", x.size + 1, np.int32)
     o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
-    n = get_threads()
+    n = get_threads() if threads is None else threads
     if n > 1 and o.shape[0] > 1:
         _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n)
     else:
@@ -508,7 +516,8 @@ def _conv_dense_blas(x, w, b, stride, pad, groups, out):
         cols = x[::stride, ::stride][:ho, :wo].reshape(1, p, k)
     else:
         cols = _scratch("cols", groups * p * k, x.dtype).reshape(groups, p, k)
-        (_im2col_par if get_threads() > 1 else _im2col)(x, kh, kw, stride, pad, ho, wo, cols)
+        par = get_threads() > 1 and cols.size >= PAR_MIN_ELEMENTS
+        (_im2col_par if par else _im2col)(x, kh, kw, stride, pad, ho, wo, cols)
     if groups == 1:
         w2 = w.reshape(k, cout)
         if out.flags.c_contiguous and cols.dtype == w2.dtype == out.dtype and cols.flags.c_contiguous:
@@ -528,7 +537,8 @@ def conv2d_dense(x, w, b, stride, pad, groups, out):
     """The dense path alone: out = b + conv(x, w), cost independent of sparsity. No counts.
     Depthwise convs use a numba loop (a matmul per channel would be 1 x 1); the rest im2col + BLAS."""
     if w.shape[2] == 1 and w.shape[3] == groups and groups > 1:
-        (_conv_dense_depthwise_par if get_threads() > 1 else _conv_dense_depthwise)(x, w, b, stride, pad, out)
+        par = get_threads() > 1 and out.size >= PAR_MIN_ELEMENTS
+        (_conv_dense_depthwise_par if par else _conv_dense_depthwise)(x, w, b, stride, pad, out)
     else:
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
@@ -548,12 +558,13 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     if dense_above is None:
         dense_above = default_dense_above(kh, kw, cig, cout // groups, groups)
     ho, wo = out.shape[0], out.shape[1]
-    counts = conv2d_counts_par if get_threads() > 1 and x.shape[0] > 1 else conv2d_counts
+    n = get_threads()
+    counts = conv2d_counts_par if n > 1 and x.size >= PAR_MIN_ELEMENTS else conv2d_counts
     nnz, pairs, weighted = counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
     if nnz > dense_above * x.size:
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
-        conv2d_scatter_only(x, w, b, stride, pad, groups, out)
+        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1)
     return Counts(int(nnz), int(pairs), float(weighted))
 
 

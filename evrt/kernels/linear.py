@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv import conv2d_scatter_only, row_counts
+from .conv import PAR_MIN_PAIRS, conv2d_scatter_only, row_counts
 from .counts import Counts
 from .matmul import matmul
 
@@ -35,11 +35,12 @@ def linear_counts(x, cout):
     return nnz, nnz * cout, weighted * cout
 
 
-def linear_scatter_only(x, w, b, out):
+def linear_scatter_only(x, w, b, out, threads=None):
     """The event path alone: out = b + x @ w touching only non-zero inputs. No counts.
     It is the event conv kernel on the (N, 1, Cin) view (a 1x1 conv): same adds, same order."""
     n, cin = x.shape
-    conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :])
+    conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :],
+                        threads=threads)
 
 
 def linear_dense(x, w, b, out):
@@ -60,5 +61,5 @@ def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR):
     if nnz > dense_above * x.size:
         linear_dense(x, w, b, out)
     else:
-        linear_scatter_only(x, w, b, out)
+        linear_scatter_only(x, w, b, out, threads=None if pairs >= PAR_MIN_PAIRS else 1)
     return Counts(int(nnz), int(pairs), float(weighted))

@@ -140,7 +140,7 @@ def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
 
 
 # below this many neurons a step stays on one thread (a fork-join costs more than the step)
-PAR_MIN_NEURONS = 16384
+PAR_MIN_NEURONS = 65536
 
 
 @njit(cache=True, parallel=True)

@@ -43,11 +43,13 @@ def _maxpool2d_impl(x, k, stride, pad, out):
 
 
 _maxpool2d, _maxpool2d_par = serial_and_parallel(_maxpool2d_impl)
+PAR_MIN_ELEMENTS = 65536     # smaller maps stay on one thread: a fork-join costs more than it saves
 
 
 def maxpool2d(x, k, stride, pad, out):
     """See _maxpool2d_impl; the parallel twin when more than one thread is set."""
-    (_maxpool2d_par if get_threads() > 1 else _maxpool2d)(x, k, stride, pad, out)
+    par = get_threads() > 1 and x.size >= PAR_MIN_ELEMENTS
+    (_maxpool2d_par if par else _maxpool2d)(x, k, stride, pad, out)
 
 
 def mean_tokens(x, out):
