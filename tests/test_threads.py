@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import evrt.kernels as K
+from evrt.kernels import attention as KA
 from evrt.kernels import conv as KC
 from evrt.kernels import linear as KL
 from evrt.kernels import pool as KP
@@ -35,6 +36,7 @@ def small_parallel(monkeypatch):
     monkeypatch.setattr(KC, "PAR_MIN_PAIRS", 0)
     monkeypatch.setattr(KL, "PAR_MIN_PAIRS", 0)
     monkeypatch.setattr(KP, "PAR_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(KA, "PAR_MIN_TERMS", 1)
 
 
 def at(n, fn, *args):
@@ -128,7 +130,8 @@ def test_linear_threads_bit_identical(n_in, path):
 
 
 @pytest.mark.parametrize("m,k,n", [(4096, 288, 64), (1024, 576, 128), (256, 1152, 256), (333, 4096, 77),
-                                   (64, 2304, 256), (4096, 1024, 256)])
+                                   (64, 2304, 256), (4096, 1024, 256), (64, 256, 1024), (64, 1024, 256),
+                                   (100, 4096, 300)])
 def test_matmul_row_bands_equal_one_call(m, k, n):
     """The dense paths' matmul split into row bands equals one BLAS call bit for bit."""
     rng = np.random.default_rng(m + k)
@@ -140,8 +143,9 @@ def test_matmul_row_bands_equal_one_call(m, k, n):
         out = np.full((m, n), np.nan, np.float32)
         KM.matmul(a, b, out, threads)
         assert np.array_equal(out, want)
-    cuts = KM.row_bands(m, k, n, 4)
-    assert cuts[0] == 0 and cuts[-1] == m and all(c % KM.ROWS_MIN == 0 for c in cuts[1:-1])
+    for cuts, size in ((KM.row_bands(m, k, n, 4), m), (KM.col_bands(m, k, n, 4), n)):
+        assert cuts[0] == 0 and cuts[-1] == size and all(c % 64 == 0 for c in cuts[1:-1])
+        assert all(c1 - c0 >= 64 for c0, c1 in zip(cuts, cuts[1:])) or len(cuts) == 2
 
 
 @pytest.mark.parametrize("kind", ["lif", "if", "table"])
@@ -311,7 +315,6 @@ def test_session_threads_argument():
 def test_parallel_variants_are_the_ones_run(monkeypatch):
     """At 2 threads the kernels above really take their parallel variants (else the checks above
     would compare the serial kernel with itself)."""
-    from evrt.kernels import attention as KA
     called = []
 
     def spy(mod, name):

@@ -95,7 +95,7 @@ def sdsa_kv(k, v, out):
     return acs
 
 
-def _dssa_scores_impl(y, s, heads, out):
+def _dssa_scores_impl(y, s, heads, out, parts):
     """SpikingResformer DSSA first product (docs/SEMANTICS.md "Families", unscaled).
     y (L, 2C) real: channel h*2d + j is y1 of head h for j < d (y2 for d <= j < 2d);
     s (HW, C) spikes: channel h*d + j; out (heads, L, HW):
@@ -121,7 +121,12 @@ def _dssa_scores_impl(y, s, heads, out):
     PT = 16
     tiles = (hw + PT - 1) // PT
     nnz = 0
-    for tile in prange(heads * tiles):               # (head, pixel tile) pairs are independent
+    total = heads * tiles
+    per = (total + parts - 1) // parts
+    for i in prange(per * parts):                    # (head, pixel tile) pairs are independent; a
+        tile = (i % per) * parts + i // per          # thread's share (a block of i) is spread over them
+        if tile >= total:
+            continue
         hd = tile // tiles
         p0 = (tile % tiles) * PT
         c0 = hd * d
@@ -162,11 +167,12 @@ def _dssa_out_impl(y, sa, heads, out, parts):
     if c2 != 2 * c or sa.shape[0] != heads or sa.shape[1] != L or sa.shape[2] != hw:
         raise ValueError("dssa_out: shapes do not match y (L, 2C), sa (heads, L, HW), out (HW, C)")
     nnz = 0
-    for part in prange(parts):                 # pixel ranges are independent: one per thread
-        pa = hw * part // parts
-        pb = hw * (part + 1) // parts
-        out[pa:pb, :] = 0
-        nz = np.empty(pb - pa, np.int64)
+    PB = 64
+    nblk = (hw + PB - 1) // PB
+    for part in prange(parts):                 # pixel blocks dealt round-robin to the parts (threads):
+        nz = np.empty(hw, np.int64)            # spread over the map whatever part of it is active
+        for blk in range(part, nblk, parts):
+            out[blk * PB:min(hw, blk * PB + PB), :] = 0
         for hd in range(heads):
             y0 = hd * 2 * d + d
             o0 = hd * d
@@ -174,9 +180,10 @@ def _dssa_out_impl(y, sa, heads, out, parts):
                 yrow = y[l, y0:y0 + d]
                 srow = sa[hd, l]
                 t = 0
-                for p in range(pa, pb):        # branch-free list of the spiking pixels: at 3-30 %
-                    nz[t] = p                  # density a branch per pixel mispredicts often (2x)
-                    t += srow[p] != 0
+                for blk in range(part, nblk, parts):
+                    for p in range(blk * PB, min(hw, blk * PB + PB)):
+                        nz[t] = p              # branch-free list of the spiking pixels: at 3-30 %
+                        t += srow[p] != 0      # density a branch per pixel mispredicts often (2x)
                 nnz += t
                 for u in range(t):
                     p = nz[u]
@@ -196,14 +203,22 @@ _dssa_scores, _dssa_scores_par = serial_and_parallel(_dssa_scores_impl)
 _dssa_out, _dssa_out_par = serial_and_parallel(_dssa_out_impl)
 
 
+# an attention product with fewer possible terms stays on one thread (Spikformer-DVS's 64 tokens x 256
+# channels, ~0.2 ms a call, gained nothing from a fork-join)
+PAR_MIN_TERMS = 1 << 22
+
+
 def ssa(q, k, v, heads, out):
     """See _ssa_impl; heads split between threads when more than one is set. Returns the ACs."""
-    return (_ssa_par if get_threads() > 1 and heads > 1 else _ssa)(q, k, v, heads, out)
+    n, c = q.shape
+    par = get_threads() > 1 and heads > 1 and n * n * c >= PAR_MIN_TERMS
+    return (_ssa_par if par else _ssa)(q, k, v, heads, out)
 
 
 def dssa_scores(y, s, heads, out):
     """See _dssa_scores_impl; (head, pixel tile) pairs split between threads. Returns the ACs."""
-    return (_dssa_scores_par if get_threads() > 1 else _dssa_scores)(y, s, heads, out)
+    n = get_threads()
+    return _dssa_scores_par(y, s, heads, out, n) if n > 1 else _dssa_scores(y, s, heads, out, 1)
 
 
 def dssa_out(y, sa, heads, out):

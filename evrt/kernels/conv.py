@@ -40,11 +40,12 @@ def default_dense_above(kh, kw, cig, cpg, groups):
     return DENSE_ABOVE_GROUPED
 
 
-# Below these sizes a kernel stays on one thread: waking the other threads and joining them (~10-20 µs
-# with sleeping workers) would cost more than the split saves. Elements of the array a pass walks; adds
-# of the event path (pairs).
-PAR_MIN_ELEMENTS = 65536
-PAR_MIN_PAIRS = 400_000
+# Below these sizes a kernel stays on one thread: waking the sleeping workers and joining them cost
+# 30-50 µs on the shared 2-core box (a 2-thread LIF step on 524k neurons took 155 µs against 125 µs on
+# one), so only passes of ~200 µs or more are split. Elements of the array a pass walks; adds of the
+# event path (pairs, ~10^10 per second).
+PAR_MIN_ELEMENTS = 1 << 19
+PAR_MIN_PAIRS = 2_000_000
 
 
 @njit(cache=True)

@@ -43,7 +43,7 @@ def _maxpool2d_impl(x, k, stride, pad, out):
 
 
 _maxpool2d, _maxpool2d_par = serial_and_parallel(_maxpool2d_impl)
-PAR_MIN_ELEMENTS = 65536     # smaller maps stay on one thread: a fork-join costs more than it saves
+PAR_MIN_ELEMENTS = 1 << 19   # smaller maps stay on one thread: a fork-join costs more than it saves
 
 
 def maxpool2d(x, k, stride, pad, out):
