@@ -17,7 +17,7 @@ import numpy as np
 from .counters import LayerCount, Report
 from .errors import EventError, GraphError
 from .graph import Graph
-from .kernels.threads import apply as apply_threads, region as thread_region, set_threads
+from .kernels.threads import apply as apply_threads, get_threads, region as thread_region, set_threads
 from .ops import Kind, build
 from .readout import confidence
 
@@ -86,11 +86,10 @@ class Session:
             raise GraphError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if mode not in ("clip", "continuous"):
             raise GraphError(f"mode must be 'clip' or 'continuous', got {mode!r}")
-        if threads is not None:
-            try:
-                set_threads(threads)
-            except ValueError as e:
-                raise GraphError(str(e)) from None
+        try:                         # also reads a bad EVRT_THREADS here, not at the first step
+            set_threads(threads) if threads is not None else get_threads()
+        except ValueError as e:
+            raise GraphError(str(e)) from None
         self.graph = graph
         self.meta = graph.meta
         self.precision = precision

@@ -339,3 +339,40 @@ def test_parallel_variants_are_the_ones_run(monkeypatch):
     K.ssa(q, q, q, 2, np.empty((8, 16), np.float32))
     assert sorted(set(called)) == sorted(["_conv_scatter_par", "conv2d_counts_par", "_im2col_par", "_maxpool2d_par",
                                           "_dssa_out_par", "_dssa_scores_par", "_ssa_par"])
+
+
+def test_sessions_in_several_python_threads(monkeypatch):
+    """Two Python threads stepping their own sessions at once (as several streams may) at 2 threads each
+    give the results of one session alone."""
+    import threading
+    from evrt.engine import Session
+    path = ROOT / "models" / "spikingresformer-synth-gesture" / "model.evrt"
+    steps = _model_input(Session(path, threads=1), np.random.default_rng(2))
+    want = [o.logits for o in (lambda s: [s.step(x) for x in steps])(Session(path, threads=1))]
+    T.set_threads(2)
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            sess = Session(path)
+            got[i] = [sess.step(x).logits for x in steps * 3]
+        except Exception as e:   # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ths = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(120)
+    assert not errors and len(got) == 2
+    for res in got.values():
+        assert all(np.array_equal(a, b) for a, b in zip(res[:len(want)], want))
+
+
+def test_bad_env_threads_is_a_one_line_error(monkeypatch):
+    from evrt.engine import Session
+    from evrt.errors import GraphError
+    monkeypatch.setitem(T._state, "n", None)
+    monkeypatch.setenv("EVRT_THREADS", "many")
+    with pytest.raises(GraphError, match="EVRT_THREADS='many'"):
+        Session(next((ROOT / "models").glob("*/model.evrt")))
