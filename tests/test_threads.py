@@ -32,6 +32,7 @@ def _restore_threads():
 def small_parallel(monkeypatch):
     """Let the small test arrays take the parallel paths that real layers take."""
     monkeypatch.setattr(KN, "PAR_MIN_NEURONS", 1)
+    monkeypatch.setattr(KN, "PAR_MIN_NEURONS_PER_ELEMENT", 1)
     monkeypatch.setattr(KC, "PAR_MIN_ELEMENTS", 1)
     monkeypatch.setattr(KC, "PAR_MIN_PAIRS", 0)
     monkeypatch.setattr(KL, "PAR_MIN_PAIRS", 0)
@@ -149,10 +150,12 @@ def test_matmul_row_bands_equal_one_call(m, k, n):
 
 
 @pytest.mark.parametrize("kind", ["lif", "if", "table"])
-@pytest.mark.parametrize("shape", [(5, 7, 3), (64, 64, 32), (3, 100, 33)])
-def test_neurons_threads_bit_identical(kind, shape):
+@pytest.mark.parametrize("shape", [(5, 7, 3), (64, 64, 32), (3, 100, 33), (2, 50, 4099)])
+@pytest.mark.parametrize("per", ["channel", "element"])
+def test_neurons_threads_bit_identical(kind, shape, per):
+    """Per-channel parameters (rows of a few channels) and per-element ones (one long row, split inside)."""
     rng = np.random.default_rng(len(shape) + shape[0])
-    c = shape[-1]
+    c = shape[-1] if per == "channel" else int(np.prod(shape))
     xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
     vth = (rng.random(c) + 0.5).astype(np.float32)
     tab = [rng.standard_normal(c).astype(np.float32) for _ in range(3)] + [np.sign(rng.standard_normal(c)).astype(np.float32)]
