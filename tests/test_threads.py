@@ -95,18 +95,16 @@ def test_conv_parallel_equals_numpy_twin(density):
     assert (c.pairs, c.weighted) == D.conv2d_counts(x, 3, 3, 1, 1, 1, 48)
 
 
-def test_counts_and_lists_parallel_equal_serial():
+def test_counts_parallel_equal_serial():
     rng = np.random.default_rng(4)
     for kind in ("spike", "count", "real"):
         x = spikes(rng, (21, 17, 40), 0.3, kind, np.float64)
-        assert KC.conv2d_counts_par(x, 3, 3, 2, 1, 11, 9, 16) == KC.conv2d_counts(x, 3, 3, 2, 1, 11, 9, 16)
-        for groups, nsub in ((1, 1), (2, 4), (4, 5)):
-            ptr1, ptr2 = np.zeros(21 * 17 * groups * nsub + 1, np.int64), np.zeros(21 * 17 * groups * nsub + 1, np.int64)
-            idx1, idx2 = np.zeros(x.size + 1, np.int32), np.zeros(x.size + 1, np.int32)
-            ones1 = KC._nz_csr(x, groups, nsub, ptr1, idx1)
-            ones2 = KC._nz_csr_par(x, groups, nsub, ptr2, idx2)
-            assert ones1 == ones2 and np.array_equal(ptr1, ptr2)
-            assert np.array_equal(idx1[:ptr1[-1]], idx2[:ptr2[-1]])
+        nnz, pairs, weighted, rn, ro = KC.conv2d_counts_par(x, 3, 3, 2, 1, 11, 9, 16)
+        assert (nnz, pairs, weighted) == KC.conv2d_counts(x, 3, 3, 2, 1, 11, 9, 16)
+        assert rn.tolist() == np.count_nonzero(x, axis=(1, 2)).tolist()
+        assert ro.tolist() == np.count_nonzero((x != 0) & (x != 1), axis=(1, 2)).tolist()
+        rn2, ro2 = KC.row_nonzeros_par(x)
+        assert rn2.tolist() == rn.tolist() and ro2.tolist() == ro.tolist()
 
 
 def test_row_bands_cover_rows_in_order():

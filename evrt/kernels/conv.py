@@ -80,15 +80,18 @@ def row_counts(row):
 
 @njit(cache=True)
 def _counts_row(x, yy, ny, nx, cout_per_group):
-    """(nnz, pairs, weighted) of input row yy (weighted summed from 0 over the row's pixels)."""
+    """(nnz, pairs, weighted, non-zeros other than 1) of input row yy (weighted summed from 0 over the
+    row's pixels)."""
     xr = x[yy]
     cin = x.shape[2]
     nnz = 0
     pairs = 0
     weighted = 0.0
+    others = 0
     for xx in range(x.shape[1]):
         xrow = xr[xx]
         n_px, other = row_counts(xrow)
+        others += other
         s_px = np.float64(n_px)     # a sum of ones, exactly as the ordered float sum below gives it
         if other:
             s_px = 0.0
@@ -98,7 +101,7 @@ def _counts_row(x, yy, ny, nx, cout_per_group):
         nnz += n_px
         pairs += n_px * g
         weighted += s_px * g
-    return nnz, pairs, weighted
+    return nnz, pairs, weighted, others
 
 
 @njit(cache=True)
@@ -113,7 +116,7 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     pairs = 0
     weighted = 0.0
     for yy in range(h):
-        n_r, p_r, w_r = _counts_row(x, yy, ny, nx, cout_per_group)
+        n_r, p_r, w_r, _ = _counts_row(x, yy, ny, nx, cout_per_group)
         nnz += n_r
         pairs += p_r
         weighted += w_r
@@ -123,15 +126,17 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
 @njit(cache=True, parallel=True)
 def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     """conv2d_counts with the input rows split between threads; the row sums are added in row order
-    afterwards, so the result equals conv2d_counts bit for bit."""
+    afterwards, so the result equals conv2d_counts bit for bit. Also returns each row's non-zeros and
+    non-zeros other than 1 (the event path's work estimate and its ones-only test)."""
     h, w, cin = x.shape
     ny = _taps(h, ho, kh, stride, pad)[0]
     nx = _taps(w, wo, kw, stride, pad)[0]
     rn = np.empty(h, np.int64)
     rp = np.empty(h, np.int64)
     rw = np.empty(h, np.float64)
+    ro = np.empty(h, np.int64)
     for yy in prange(h):
-        rn[yy], rp[yy], rw[yy] = _counts_row(x, yy, ny, nx, cout_per_group)
+        rn[yy], rp[yy], rw[yy], ro[yy] = _counts_row(x, yy, ny, nx, cout_per_group)
     nnz = 0
     pairs = 0
     weighted = 0.0
@@ -139,7 +144,7 @@ def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
         nnz += rn[yy]
         pairs += rp[yy]
         weighted += rw[yy]
-    return nnz, pairs, weighted
+    return nnz, pairs, weighted, rn, ro
 
 
 @njit(cache=True)
@@ -195,63 +200,11 @@ def _nz_csr(x, groups, nsub, ptr, idx):
     return other == 0
 
 
-@njit(cache=True, parallel=True)
-def _nz_csr_par(x, groups, nsub, ptr, idx):
-    """_nz_csr in two passes over the input rows split between threads: count each segment's non-zeros,
-    add the counts up (one thread), then write each segment's offsets from its start. Same ptr and idx
-    as _nz_csr."""
-    h, wd, c = x.shape
-    cig = c // groups
-    sw = cig // nsub
-    span = wd * nsub * groups
-    other = np.zeros(h, np.int64)
-    for yy in prange(h):
-        o = 0
-        s = yy * span + 1
-        for xx in range(wd):
-            row = x[yy, xx]
-            for sub in range(nsub):
-                for g in range(groups):
-                    c0 = g * cig + sub * sw
-                    cnt = 0
-                    for ci in range(sw):
-                        v = row[c0 + ci]
-                        cnt += v != 0
-                        o += (v != 0) & (v != 1)
-                    ptr[s] = cnt
-                    s += 1
-        other[yy] = o
-    ptr[0] = 0
-    for s in range(1, h * span + 1):
-        ptr[s] += ptr[s - 1]
-    for yy in prange(h):
-        # compacted branch-free into a private row first: written in place, a segment's trailing
-        # writes would land on the next segment's first entry, another thread's when it is the next row's
-        buf = np.empty(sw + 1, idx.dtype)
-        s = yy * span
-        for xx in range(wd):
-            row = x[yy, xx]
-            for sub in range(nsub):
-                for g in range(groups):
-                    k = ptr[s]
-                    cnt = ptr[s + 1] - k
-                    if cnt:
-                        c0 = g * cig + sub * sw
-                        n = np.uint64(0)
-                        for ci in range(sw):
-                            buf[n] = ci
-                            n += np.uint64(row[c0 + ci] != 0)
-                        for q in range(cnt):
-                            idx[k + q] = buf[q]
-                    s += 1
-    return other.sum() == 0
-
-
 @njit(cache=True)
-def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1):
+def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1, yb):
     """The event path on the output rows oy0 <= oy < oy1: out4[oy0:oy1] (Ho, Wo, groups, Cout/groups) =
     b2 + conv(x, w3), w3 the weight rows (kh*kw*Cin/groups, groups, Cout/groups), ptr/idx the non-zero
-    lists of _nz_csr. Each non-zero input pixel adds, for every tap, the weight rows of its non-zero
+    lists of _nz_csr for the input rows from yb on. Each non-zero input pixel adds, for every tap, the weight rows of its non-zero
     channels into the output row of their group that the tap reaches. The work is done in blocks of tpb
     taps x one of nsub channel segments (see _blocks) so that a block's weights stay in L2; each block is
     a pass over the non-zero pixels. An output element gets its terms in the same order whatever rows
@@ -273,7 +226,7 @@ def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx
         for t0 in range(0, kh * kw, tpb):
             for yy in range(y0, y1):
                 for xx in range(wd):
-                    s0 = ((yy * wd + xx) * nsub + sub) * groups
+                    s0 = (((yy - yb) * wd + xx) * nsub + sub) * groups
                     if ptr[s0] == ptr[s0 + groups]:
                         continue
                     xrow = x[yy, xx]
@@ -330,7 +283,7 @@ def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx
 def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
     """The event path on one thread: all output rows as one part."""
     ones = _nz_csr(x, w3.shape[1], nsub, ptr, idx)
-    _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0])
+    _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0], 0)
 
 
 @njit(cache=True)
@@ -357,26 +310,50 @@ def row_bands(work, n):
 
 
 @njit(cache=True)
-def _out_row_work(h, wd, ho, kh, stride, pad, nsub, groups, ptr):
+def _out_row_work(h, wd, ho, kh, stride, pad, row_nnz):
     """Non-zero inputs reaching each output row (the event path's work per row)."""
     work = np.zeros(ho, np.float64)
     ny, oy_t, _ = _taps(h, ho, kh, stride, pad)
-    span = wd * nsub * groups
     for yy in range(h):
-        nnz = ptr[(yy + 1) * span] - ptr[yy * span]
         for a in range(ny[yy]):
-            work[oy_t[yy, a]] += nnz + wd * 0.05     # + a little per pixel visited
+            work[oy_t[yy, a]] += row_nnz[yy] + wd * 0.05     # + a little per pixel visited
     return work
 
 
 @njit(cache=True, parallel=True)
-def _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n):
-    """The event path with the output rows cut into n bands of about equal work, one per thread."""
-    ones = _nz_csr_par(x, w3.shape[1], nsub, ptr, idx)
-    work = _out_row_work(x.shape[0], x.shape[1], out4.shape[0], kh, stride, pad, nsub, w3.shape[1], ptr)
-    bands = row_bands(work, n)
+def row_nonzeros_par(x):
+    """(non-zeros, non-zeros other than 1) of each input row of x (H, W, C), rows split between threads."""
+    h, wd, _ = x.shape
+    rn = np.zeros(h, np.int64)
+    ro = np.zeros(h, np.int64)
+    for yy in prange(h):
+        for xx in range(wd):
+            n_px, other = row_counts(x[yy, xx])
+            rn[yy] += n_px
+            ro[yy] += other
+    return rn, ro
+
+
+@njit(cache=True, parallel=True)
+def _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz, ones):
+    """The event path with the output rows cut into n bands of about equal work, one per thread, in
+    one fork-join: each band lists the non-zeros of the input rows it reads (its own rows of ptr and
+    idx: n slots of a whole map's size) and scatters them. `ones` is the whole map's (the kernel adds
+    eight rows at a time only when every non-zero is 1, so every band must take the same branch)."""
+    h, wd, cin = x.shape
+    groups = w3.shape[1]
+    bands = row_bands(_out_row_work(h, wd, out4.shape[0], kh, stride, pad, row_nnz), n)
+    pspan = h * wd * nsub * groups + 1
+    ispan = x.size + 1
     for i in prange(bands.size - 1):
-        _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, bands[i], bands[i + 1])
+        oy0 = bands[i]
+        oy1 = bands[i + 1]
+        y0 = max(0, oy0 * stride - pad)
+        y1 = max(y0, min(h, (oy1 - 1) * stride - pad + kh))
+        pb = ptr[i * pspan:(i + 1) * pspan]
+        ib = idx[i * ispan:(i + 1) * ispan]
+        _nz_csr(x[y0:y1], groups, nsub, pb, ib)
+        _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, pb, ib, ones, oy0, oy1, y0)
 
 
 @njit(cache=True)
@@ -428,9 +405,10 @@ def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
     return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
 
 
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None):
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None):
     """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts.
-    threads: None = get_threads(); the result does not depend on it."""
+    threads: None = get_threads(); the result does not depend on it. rows: row_nonzeros_par(x) when
+    the caller has it (the count pass)."""
     kh, kw, cig, cout = w.shape
     cpg = cout // groups
     if cig == 1 and cpg == 1 and groups > 1:
@@ -441,13 +419,17 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYT
     w3 = np.ascontiguousarray(w).reshape(kh * kw * cig, groups, cpg)
     b2 = np.ascontiguousarray(b).reshape(groups, cpg)
     o = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-    ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
-    idx = _scratch("idx", x.size + 1, np.int32)
     o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
     n = get_threads() if threads is None else threads
     if n > 1 and o.shape[0] > 1:
-        _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n)
+        if rows is None:
+            rows = row_nonzeros_par(x)
+        ptr = _scratch("ptr", n * (x.shape[0] * x.shape[1] * groups * nsub + 1), np.int64)
+        idx = _scratch("idx", n * (x.size + 1), np.int32)
+        _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n, rows[0], rows[1].sum() == 0)
     else:
+        ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
+        idx = _scratch("idx", x.size + 1, np.int32)
         _conv_scatter(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx)
     if o is not out:
         out[...] = o
@@ -560,12 +542,16 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
         dense_above = default_dense_above(kh, kw, cig, cout // groups, groups)
     ho, wo = out.shape[0], out.shape[1]
     n = get_threads()
-    counts = conv2d_counts_par if n > 1 and x.size >= PAR_MIN_ELEMENTS else conv2d_counts
-    nnz, pairs, weighted = counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
+    rows = None
+    if n > 1 and x.size >= PAR_MIN_ELEMENTS:
+        nnz, pairs, weighted, rn, ro = conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout // groups)
+        rows = (rn, ro)
+    else:
+        nnz, pairs, weighted = conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
     if nnz > dense_above * x.size:
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
-        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1)
+        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows)
     return Counts(int(nnz), int(pairs), float(weighted))
 
 
