@@ -17,6 +17,7 @@ import numpy as np
 from .counters import LayerCount, Report
 from .errors import EventError, GraphError
 from .graph import Graph
+from .kernels.threads import apply as apply_threads, get_threads, region as thread_region, set_threads
 from .ops import Kind, build
 from .readout import confidence
 
@@ -77,13 +78,19 @@ class _Totals:
 
 class Session:
     def __init__(self, graph: Graph | str, precision: str = "float32", mode: str = "clip",
-                 reset_every: int | None | str = "T", profile: bool = False):
+                 reset_every: int | None | str = "T", profile: bool = False, threads: int | None = None):
+        """threads: cores for each step's kernels, process-wide (kernels.threads.set_threads); None keeps
+        the current setting (EVRT_THREADS, else every usable core). Results do not depend on it."""
         if not isinstance(graph, Graph):
             graph = Graph.load(graph)
         if precision not in PRECISIONS:
             raise GraphError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if mode not in ("clip", "continuous"):
             raise GraphError(f"mode must be 'clip' or 'continuous', got {mode!r}")
+        try:                         # also reads a bad EVRT_THREADS here, not at the first step
+            set_threads(threads) if threads is not None else get_threads()
+        except ValueError as e:
+            raise GraphError(str(e)) from None
         self.graph = graph
         self.meta = graph.meta
         self.precision = precision
@@ -150,6 +157,11 @@ class Session:
     def step(self, x, force: dict | None = None) -> StepOutput:
         """One timestep. x: this step's events (EVENT_DTYPE array) or a frame (C, H, W).
         force: {neuron layer: spikes in the reference layout} — teacher forcing (see INTERNALS.md)."""
+        apply_threads()              # numba's thread count is per Python thread: set it in the caller's
+        with thread_region():        # serialises parallel steps only under numba's workqueue layer
+            return self._step(x, force)
+
+    def _step(self, x, force):
         ctx = self.ctx
         ctx.force = {k: self.from_reference(k, v) for k, v in force.items()} if force else None
         ctx.t = self.t

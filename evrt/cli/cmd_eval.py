@@ -9,7 +9,7 @@ from ..datasets import DATASETS
 
 
 def register(sub):
-    from .options import add_fit
+    from .options import add_fit, add_threads
     p = sub.add_parser("eval", help="evaluate a model on a labelled dataset (clip mode, reference framing)")
     # --dataset is checked in run(), not by argparse choices, so a wrong name is a one-line error
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
@@ -26,6 +26,7 @@ def register(sub):
                         "(e.g. class_0..class_10); when the names are gestures they decide and this is checked")
     p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
+    add_threads(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress bar")
     p.set_defaults(func=run)
 
@@ -99,6 +100,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise EvrtError("--limit must be at least 1")
 
+    from .options import threads_from
+    threads_from(args)
     model = resolve_model(args.model or DEFAULT_MODEL)
     sess = Session(model, precision=args.precision, mode="clip")
     ds = open_dataset(name, root, args.split, order=args.order)

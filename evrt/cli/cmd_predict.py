@@ -6,13 +6,14 @@ import sys
 
 
 def register(sub):
-    from .options import add_fit
+    from .options import add_fit, add_threads
     p = sub.add_parser("predict", help="classify one recording as one sample (clip mode, reference framing)")
     p.add_argument("model")
     p.add_argument("events", help="an event file: .npz with t,x,y,p, or any supported recording format")
     p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
     p.add_argument("--json", action="store_true")
+    add_threads(p)
     p.set_defaults(func=run)
 
 
@@ -24,6 +25,8 @@ def run(args) -> int:
     from ..geometry import fit_events, model_sensor
     from ..zoo import resolve_model
 
+    from .options import threads_from
+    threads_from(args)
     sess = Session(resolve_model(args.model), precision=args.precision)
     rec = read_recording(args.events)
     if not len(rec.events):  # a header-only or empty file: nothing to fit, nothing to classify

@@ -17,7 +17,7 @@ CHUNK_US = 10_000  # packets of 10 ms of stream time: the pacing granularity at 
 
 
 def register(sub):
-    from .options import add_fit
+    from .options import add_fit, add_threads
     p = sub.add_parser("replay", help="stream a recording through a model, printing predictions as they happen")
     p.add_argument("path", help="a recording: AEDAT 3.1 (+ _labels.csv), AEDAT 4, .npz, .npy")
     p.add_argument("--model", default=None, help="an .evrt file or a zoo model name (default: the zoo default)")
@@ -32,6 +32,7 @@ def register(sub):
                         "model's outputs; auto = gesture for AEDAT 3.1, model otherwise")
     p.add_argument("--precision", choices=["float32", "float64", "int8"], default="float32")
     add_fit(p)
+    add_threads(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line; nothing else on stdout")
     p.set_defaults(func=run)
 
@@ -101,6 +102,8 @@ def run(args) -> int:
     rec = read_recording(args.path)
     for note in rec.notes:  # e.g. labelled spans outside the recording, skipped rather than scored
         print(f"evrt replay: warning: {rec.path}: {note}", file=sys.stderr)
+    from .options import threads_from
+    threads_from(args)
     model = resolve_model(args.model or DEFAULT_MODEL)
     graph = Graph.load(model)
     # the stream and the per-sample clips get separate sessions: run_clip resets state, which would

@@ -32,6 +32,22 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def add_threads(p) -> None:
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="cores each model step may use (default: $EVRT_THREADS, else all usable cores); "
+                        "results are the same for every N")
+
+
+def threads_from(args) -> int:
+    """Apply --threads (when given) process-wide; returns the count in effect."""
+    from ..kernels.threads import get_threads, set_threads
+    n = getattr(args, "threads", None)
+    try:
+        return set_threads(n) if n is not None else get_threads()
+    except ValueError as e:   # a bad EVRT_THREADS
+        raise EvrtError(str(e)) from None
+
+
 def add_mapping(p) -> None:
     p.add_argument("--crop", metavar="X,Y,W,H", help="keep only this sensor region")
     p.add_argument("--downsample", type=int, default=1, metavar="N", help="divide coordinates by N")
@@ -56,6 +72,7 @@ def add_framing(p) -> None:
                    help="readout: sliding mean over the last T steps (continuous) or mean since the last reset")
     p.add_argument("--reset-every", type=int, metavar="STEPS",
                    help="reset the neuron state every STEPS steps (default: never in continuous mode, T in clip mode)")
+    add_threads(p)
 
 
 def mapping_from(args, source=None, target=None, log=None):
@@ -106,6 +123,7 @@ def curve_from(args):
 
 def classifier_from(args):
     from ..streaming import StreamClassifier
+    threads_from(args)
     reset_every = args.reset_every if args.reset_every is not None else ("T" if args.mode == "clip" else None)
     clf = StreamClassifier.from_model(args.model, precision=args.precision, mode=args.mode,
                                       reset_every=reset_every, count=args.count, window_us=args.window_us)

@@ -10,6 +10,7 @@ from .linear import DENSE_ABOVE_LINEAR, linear_counts, linear_dense, linear_scat
 from .neurons import if_step, if_step_forced, lif_step, lif_step_forced, table_step, table_step_forced
 from .pool import maxpool2d, mean_tokens
 from .temporal import dif_step, dif_step_forced, maxpool_delta, tprod_av, tprod_qk
+from .threads import get_threads, set_threads
 
 __all__ = [
     "Counts",
@@ -22,4 +23,5 @@ __all__ = [
     "lif_step", "lif_step_forced", "if_step", "if_step_forced", "table_step", "table_step_forced",
     "ssa", "sdsa_kv", "dssa_scores", "dssa_out",
     "dif_step", "dif_step_forced", "tprod_qk", "tprod_av", "maxpool_delta",
+    "set_threads", "get_threads",
 ]

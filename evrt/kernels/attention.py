@@ -6,7 +6,9 @@ ascending order (see each kernel), in out's dtype: results do not depend on the 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .threads import get_threads, serial_and_parallel
 
 
 @njit(cache=True)
@@ -16,8 +18,7 @@ def _head_dim(c, heads):
     return c // heads
 
 
-@njit(cache=True)
-def ssa(q, k, v, heads, out):
+def _ssa_impl(q, k, v, heads, out):
     """Spikformer SSA, unscaled: out[:, head] = (Q_h K_hᵀ) V_h for q, k, v, out (N, C).
     ACs = non-zero terms q[n,j] k[m,j] of the first product + non-zero terms A[n,m] v[m,j] of the
     second.
@@ -43,9 +44,9 @@ def ssa(q, k, v, heads, out):
     acs = 0
     for ch in range(c):                              # first product: nnz(Q[:,j]) nnz(K[:,j])
         acs += q_nnz[ch] * k_nnz[ch]
-    at = np.empty(n, out.dtype)                      # Aᵀ[m, :] of the current head and token m
     ot = np.zeros((c, n), out.dtype)                 # outᵀ
-    for hd in range(heads):
+    for hd in prange(heads):                         # heads are independent: the parallel twin splits them
+        at = np.empty(n, out.dtype)                  # Aᵀ[m, :] of this head and token m
         c0 = hd * d
         for m in range(n):
             at[:] = 0
@@ -94,8 +95,7 @@ def sdsa_kv(k, v, out):
     return acs
 
 
-@njit(cache=True)
-def dssa_scores(y, s, heads, out):
+def _dssa_scores_impl(y, s, heads, out, parts):
     """SpikingResformer DSSA first product (docs/SEMANTICS.md "Families", unscaled).
     y (L, 2C) real: channel h*2d + j is y1 of head h for j < d (y2 for d <= j < 2d);
     s (HW, C) spikes: channel h*d + j; out (heads, L, HW):
@@ -119,37 +119,43 @@ def dssa_scores(y, s, heads, out):
     # back transposed, a full cache line of out per l. Each out element is still 0 plus its spikes'
     # terms in ascending j, in out's dtype: the same sums as the per-element form, bit for bit.
     PT = 16
-    acc = np.empty((PT, L), out.dtype)
+    tiles = (hw + PT - 1) // PT
     nnz = 0
-    for hd in range(heads):
+    total = heads * tiles
+    per = (total + parts - 1) // parts
+    for i in prange(per * parts):                    # (head, pixel tile) pairs are independent; a
+        tile = (i % per) * parts + i // per          # thread's share (a block of i) is spread over them
+        if tile >= total:
+            continue
+        hd = tile // tiles
+        p0 = (tile % tiles) * PT
         c0 = hd * d
-        for p0 in range(0, hw, PT):
-            np_ = min(PT, hw - p0)
+        acc = np.empty((PT, L), out.dtype)
+        np_ = min(PT, hw - p0)
+        for qq in range(np_):
+            arow = acc[qq]
+            arow[:] = 0
+            srow = s[p0 + qq, c0:c0 + d]
+            for j in range(d):
+                sv = srow[j]
+                if sv == 0:
+                    continue
+                nnz += 1
+                yrow = yt[c0 + j]
+                if sv == 1:
+                    for l in range(L):
+                        arow[l] += yrow[l]
+                else:
+                    for l in range(L):
+                        arow[l] += sv * yrow[l]
+        for l in range(L):
+            orow = out[hd, l, p0:p0 + np_]
             for qq in range(np_):
-                arow = acc[qq]
-                arow[:] = 0
-                srow = s[p0 + qq, c0:c0 + d]
-                for j in range(d):
-                    sv = srow[j]
-                    if sv == 0:
-                        continue
-                    nnz += 1
-                    yrow = yt[c0 + j]
-                    if sv == 1:
-                        for l in range(L):
-                            arow[l] += yrow[l]
-                    else:
-                        for l in range(L):
-                            arow[l] += sv * yrow[l]
-            for l in range(L):
-                orow = out[hd, l, p0:p0 + np_]
-                for qq in range(np_):
-                    orow[qq] = acc[qq, l]
+                orow[qq] = acc[qq, l]
     return nnz * L
 
 
-@njit(cache=True)
-def dssa_out(y, sa, heads, out):
+def _dssa_out_impl(y, sa, heads, out, parts):
     """SpikingResformer DSSA second product (docs/SEMANTICS.md "Families", unscaled).
     y (L, 2C), sa (heads, L, HW) spikes, out (HW, C):
         out[p, h*d + j] = Σ_l y[l, h*2d + d + j] * sa[h, l, p].
@@ -160,28 +166,64 @@ def dssa_out(y, sa, heads, out):
     d = _head_dim(c, heads)
     if c2 != 2 * c or sa.shape[0] != heads or sa.shape[1] != L or sa.shape[2] != hw:
         raise ValueError("dssa_out: shapes do not match y (L, 2C), sa (heads, L, HW), out (HW, C)")
-    out[:, :] = 0
-    nz = np.empty(hw, np.int64)
     nnz = 0
-    for hd in range(heads):
-        y0 = hd * 2 * d + d
-        o0 = hd * d
-        for l in range(L):
-            yrow = y[l, y0:y0 + d]
-            srow = sa[hd, l]
-            t = 0
-            for p in range(hw):                # branch-free list of the spiking pixels: at 3-30 %
-                nz[t] = p                      # density a branch per pixel mispredicts often (2x)
-                t += srow[p] != 0
-            nnz += t
-            for u in range(t):
-                p = nz[u]
-                a = srow[p]
-                orow = out[p, o0:o0 + d]       # 0-based slices: no wraparound test, vectorises
-                if a == 1:
-                    for j in range(d):
-                        orow[j] += yrow[j]
-                else:
-                    for j in range(d):
-                        orow[j] += a * yrow[j]
+    PB = 64
+    nblk = (hw + PB - 1) // PB
+    for part in prange(parts):                 # pixel blocks dealt round-robin to the parts (threads):
+        nz = np.empty(hw, np.int64)            # spread over the map whatever part of it is active
+        for blk in range(part, nblk, parts):
+            out[blk * PB:min(hw, blk * PB + PB), :] = 0
+        for hd in range(heads):
+            y0 = hd * 2 * d + d
+            o0 = hd * d
+            for l in range(L):
+                yrow = y[l, y0:y0 + d]
+                srow = sa[hd, l]
+                t = 0
+                for blk in range(part, nblk, parts):
+                    for p in range(blk * PB, min(hw, blk * PB + PB)):
+                        nz[t] = p              # branch-free list of the spiking pixels: at 3-30 %
+                        t += srow[p] != 0      # density a branch per pixel mispredicts often (2x)
+                nnz += t
+                for u in range(t):
+                    p = nz[u]
+                    a = srow[p]
+                    orow = out[p, o0:o0 + d]   # 0-based slices: no wraparound test, vectorises
+                    if a == 1:
+                        for j in range(d):
+                            orow[j] += yrow[j]
+                    else:
+                        for j in range(d):
+                            orow[j] += a * yrow[j]
     return nnz * d
+
+
+_ssa, _ssa_par = serial_and_parallel(_ssa_impl)
+_dssa_scores, _dssa_scores_par = serial_and_parallel(_dssa_scores_impl)
+_dssa_out, _dssa_out_par = serial_and_parallel(_dssa_out_impl)
+
+
+# an attention product with fewer possible terms stays on one thread (Spikformer-DVS's 64 tokens x 256
+# channels, ~0.2 ms a call, gained nothing from a fork-join)
+PAR_MIN_TERMS = 1 << 22
+
+
+def ssa(q, k, v, heads, out):
+    """See _ssa_impl; heads split between threads when more than one is set. Returns the ACs."""
+    n, c = q.shape
+    par = get_threads() > 1 and heads > 1 and n * n * c >= PAR_MIN_TERMS
+    return (_ssa_par if par else _ssa)(q, k, v, heads, out)
+
+
+def dssa_scores(y, s, heads, out):
+    """See _dssa_scores_impl; (head, pixel tile) pairs split between threads. Returns the ACs."""
+    n = get_threads()
+    return _dssa_scores_par(y, s, heads, out, n) if n > 1 else _dssa_scores(y, s, heads, out, 1)
+
+
+def dssa_out(y, sa, heads, out):
+    """See _dssa_out_impl; output pixels split between threads. Returns the ACs."""
+    n = get_threads()
+    if n > 1 and out.shape[0] >= 64 * n:
+        return _dssa_out_par(y, sa, heads, out, n)
+    return _dssa_out(y, sa, heads, out, 1)

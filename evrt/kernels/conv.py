@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .counts import Counts
+from .matmul import matmul
+from .threads import get_threads, serial_and_parallel
 
 # Fraction of non-zero inputs above which the dense path is taken, per layer kind. Depthwise: always
 # dense (the dense loop does 9 vectorised MACs per input for the price of the event path's scan).
@@ -36,6 +38,14 @@ def default_dense_above(kh, kw, cig, cpg, groups):
     if cig == 1 and cpg == 1:
         return DENSE_ABOVE_DW
     return DENSE_ABOVE_GROUPED
+
+
+# Below these sizes a kernel stays on one thread: waking the sleeping workers and joining them cost
+# 30-50 µs on the shared 2-core box (a 2-thread LIF step on 524k neurons took 155 µs against 125 µs on
+# one), so only passes of ~200 µs or more are split. Elements of the array a pass walks; adds of the
+# event path (pairs, ~10^10 per second).
+PAR_MIN_ELEMENTS = 1 << 19
+PAR_MIN_PAIRS = 2_000_000
 
 
 @njit(cache=True)
@@ -69,9 +79,36 @@ def row_counts(row):
 
 
 @njit(cache=True)
+def _counts_row(x, yy, ny, nx, cout_per_group):
+    """(nnz, pairs, weighted, non-zeros other than 1) of input row yy (weighted summed from 0 over the
+    row's pixels)."""
+    xr = x[yy]
+    cin = x.shape[2]
+    nnz = 0
+    pairs = 0
+    weighted = 0.0
+    others = 0
+    for xx in range(x.shape[1]):
+        xrow = xr[xx]
+        n_px, other = row_counts(xrow)
+        others += other
+        s_px = np.float64(n_px)     # a sum of ones, exactly as the ordered float sum below gives it
+        if other:
+            s_px = 0.0
+            for c in range(cin):
+                s_px += np.float64(xrow[c])
+        g = ny[yy] * nx[xx] * cout_per_group
+        nnz += n_px
+        pairs += n_px * g
+        weighted += s_px * g
+    return nnz, pairs, weighted, others
+
+
+@njit(cache=True)
 def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     """(nnz, pairs, weighted) for a conv over x: every non-zero input reaches
-    ny[y] * nx[x] * cout_per_group output neurons."""
+    ny[y] * nx[x] * cout_per_group output neurons. weighted is summed per input row, then over the rows
+    in order (the parallel variant's grouping; exact for the integer inputs whose ACs it counts)."""
     h, w, cin = x.shape
     ny = _taps(h, ho, kh, stride, pad)[0]
     nx = _taps(w, wo, kw, stride, pad)[0]
@@ -79,19 +116,35 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     pairs = 0
     weighted = 0.0
     for yy in range(h):
-        for xx in range(w):
-            xrow = x[yy, xx]
-            n_px, other = row_counts(xrow)
-            s_px = np.float64(n_px)     # a sum of ones, exactly as the ordered float sum below gives it
-            if other:
-                s_px = 0.0
-                for c in range(cin):
-                    s_px += np.float64(xrow[c])
-            g = ny[yy] * nx[xx] * cout_per_group
-            nnz += n_px
-            pairs += n_px * g
-            weighted += s_px * g
+        n_r, p_r, w_r, _ = _counts_row(x, yy, ny, nx, cout_per_group)
+        nnz += n_r
+        pairs += p_r
+        weighted += w_r
     return nnz, pairs, weighted
+
+
+@njit(cache=True, parallel=True)
+def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
+    """conv2d_counts with the input rows split between threads; the row sums are added in row order
+    afterwards, so the result equals conv2d_counts bit for bit. Also returns each row's non-zeros and
+    non-zeros other than 1 (the event path's work estimate and its ones-only test)."""
+    h, w, cin = x.shape
+    ny = _taps(h, ho, kh, stride, pad)[0]
+    nx = _taps(w, wo, kw, stride, pad)[0]
+    rn = np.empty(h, np.int64)
+    rp = np.empty(h, np.int64)
+    rw = np.empty(h, np.float64)
+    ro = np.empty(h, np.int64)
+    for yy in prange(h):
+        rn[yy], rp[yy], rw[yy], ro[yy] = _counts_row(x, yy, ny, nx, cout_per_group)
+    nnz = 0
+    pairs = 0
+    weighted = 0.0
+    for yy in range(h):
+        nnz += rn[yy]
+        pairs += rp[yy]
+        weighted += rw[yy]
+    return nnz, pairs, weighted, rn, ro
 
 
 @njit(cache=True)
@@ -148,33 +201,39 @@ def _nz_csr(x, groups, nsub, ptr, idx):
 
 
 @njit(cache=True)
-def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
-    """The event path: out4 (Ho, Wo, groups, Cout/groups) = b2 + conv(x, w3), w3 the weight rows
-    (kh*kw*Cin/groups, groups, Cout/groups). Each non-zero input pixel adds, for every tap, the weight
-    rows of its non-zero channels into the output row of their group that the tap reaches. The work is
-    done in blocks of tpb taps x one of nsub channel segments (see _blocks) so that a block's weights
-    stay in L2; each block is a pass over the non-zero pixels."""
+def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1, yb):
+    """The event path on the output rows oy0 <= oy < oy1: out4[oy0:oy1] (Ho, Wo, groups, Cout/groups) =
+    b2 + conv(x, w3), w3 the weight rows (kh*kw*Cin/groups, groups, Cout/groups), ptr/idx the non-zero
+    lists of _nz_csr for the input rows from yb on. Each non-zero input pixel adds, for every tap, the weight rows of its non-zero
+    channels into the output row of their group that the tap reaches. The work is done in blocks of tpb
+    taps x one of nsub channel segments (see _blocks) so that a block's weights stay in L2; each block is
+    a pass over the non-zero pixels. An output element gets its terms in the same order whatever rows
+    the part has (the input rows are walked in order, those reaching no row of the part skipped), so
+    output rows split between threads give the serial result bit for bit."""
     h, wd, cin = x.shape
     _, groups, cpg = w3.shape
-    ho, wo = out4.shape[0], out4.shape[1]
+    wo = out4.shape[1]
     cig = cin // groups
     sw = cig // nsub
-    ones = _nz_csr(x, groups, nsub, ptr, idx)
-    for oy in range(ho):
+    for oy in range(oy0, oy1):
         for ox in range(wo):
             out4[oy, ox] = b2
-    ny, oy_t, ky_t = _taps(h, ho, kh, stride, pad)
+    ny, oy_t, ky_t = _taps(h, out4.shape[0], kh, stride, pad)
     nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
+    y0 = max(0, oy0 * stride - pad)                 # the input rows that reach rows oy0 ... oy1 - 1
+    y1 = min(h, (oy1 - 1) * stride - pad + kh)
     for sub in range(nsub):
         for t0 in range(0, kh * kw, tpb):
-            for yy in range(h):
+            for yy in range(y0, y1):
                 for xx in range(wd):
-                    s0 = ((yy * wd + xx) * nsub + sub) * groups
+                    s0 = (((yy - yb) * wd + xx) * nsub + sub) * groups
                     if ptr[s0] == ptr[s0 + groups]:
                         continue
                     xrow = x[yy, xx]
                     for a in range(ny[yy]):
                         oy = oy_t[yy, a]
+                        if oy < oy0 or oy >= oy1:
+                            continue
                         ky = ky_t[yy, a]
                         for e in range(nx[xx]):
                             t = ky * kw + kx_t[xx, e]
@@ -218,6 +277,83 @@ def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
                                     for j in range(cpg):
                                         orow[j] += r0[j]
                                     k += 1
+
+
+@njit(cache=True)
+def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
+    """The event path on one thread: all output rows as one part."""
+    ones = _nz_csr(x, w3.shape[1], nsub, ptr, idx)
+    _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0], 0)
+
+
+@njit(cache=True)
+def row_bands(work, n):
+    """Cut rows with the given work into at most n bands of consecutive rows with about equal work:
+    bands[i] .. bands[i + 1]. Each band gets at least one row; rows with no work still belong to one."""
+    rows = work.size
+    n = max(1, min(n, rows))
+    total = 0.0
+    for r in range(rows):
+        total += work[r]
+    bands = np.empty(n + 1, np.int64)
+    bands[0] = 0
+    acc = 0.0
+    r = 0
+    for i in range(1, n):
+        goal = total * i / n
+        while r < rows - (n - i) and (acc + work[r] <= goal or r < bands[i - 1] + 1):
+            acc += work[r]
+            r += 1
+        bands[i] = r
+    bands[n] = rows
+    return bands
+
+
+@njit(cache=True)
+def _out_row_work(h, wd, ho, kh, stride, pad, row_nnz):
+    """Non-zero inputs reaching each output row (the event path's work per row)."""
+    work = np.zeros(ho, np.float64)
+    ny, oy_t, _ = _taps(h, ho, kh, stride, pad)
+    for yy in range(h):
+        for a in range(ny[yy]):
+            work[oy_t[yy, a]] += row_nnz[yy] + wd * 0.05     # + a little per pixel visited
+    return work
+
+
+@njit(cache=True, parallel=True)
+def row_nonzeros_par(x):
+    """(non-zeros, non-zeros other than 1) of each input row of x (H, W, C), rows split between threads."""
+    h, wd, _ = x.shape
+    rn = np.zeros(h, np.int64)
+    ro = np.zeros(h, np.int64)
+    for yy in prange(h):
+        for xx in range(wd):
+            n_px, other = row_counts(x[yy, xx])
+            rn[yy] += n_px
+            ro[yy] += other
+    return rn, ro
+
+
+@njit(cache=True, parallel=True)
+def _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz, ones):
+    """The event path with the output rows cut into n bands of about equal work, one per thread, in
+    one fork-join: each band lists the non-zeros of the input rows it reads (its own rows of ptr and
+    idx: n slots of a whole map's size) and scatters them. `ones` is the whole map's (the kernel adds
+    eight rows at a time only when every non-zero is 1, so every band must take the same branch)."""
+    h, wd, cin = x.shape
+    groups = w3.shape[1]
+    bands = row_bands(_out_row_work(h, wd, out4.shape[0], kh, stride, pad, row_nnz), n)
+    pspan = h * wd * nsub * groups + 1
+    ispan = x.size + 1
+    for i in prange(bands.size - 1):
+        oy0 = bands[i]
+        oy1 = bands[i + 1]
+        y0 = max(0, oy0 * stride - pad)
+        y1 = max(y0, min(h, (oy1 - 1) * stride - pad + kh))
+        pb = ptr[i * pspan:(i + 1) * pspan]
+        ib = idx[i * ispan:(i + 1) * ispan]
+        _nz_csr(x[y0:y1], groups, nsub, pb, ib)
+        _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, pb, ib, ones, oy0, oy1, y0)
 
 
 @njit(cache=True)
@@ -269,8 +405,10 @@ def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
     return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
 
 
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES):
-    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts."""
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None):
+    """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts.
+    threads: None = get_threads(); the result does not depend on it. rows: row_nonzeros_par(x) when
+    the caller has it (the count pass)."""
     kh, kw, cig, cout = w.shape
     cpg = cout // groups
     if cig == 1 and cpg == 1 and groups > 1:
@@ -281,24 +419,32 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYT
     w3 = np.ascontiguousarray(w).reshape(kh * kw * cig, groups, cpg)
     b2 = np.ascontiguousarray(b).reshape(groups, cpg)
     o = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-    ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
-    idx = _scratch("idx", x.size + 1, np.int32)
     o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
-    _conv_scatter(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx)
+    n = get_threads() if threads is None else threads
+    if n > 1 and o.shape[0] > 1:
+        if rows is None:
+            rows = row_nonzeros_par(x)
+        ptr = _scratch("ptr", n * (x.shape[0] * x.shape[1] * groups * nsub + 1), np.int64)
+        idx = _scratch("idx", n * (x.size + 1), np.int32)
+        _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n, rows[0], rows[1].sum() == 0)
+    else:
+        ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
+        idx = _scratch("idx", x.size + 1, np.int32)
+        _conv_scatter(x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx)
     if o is not out:
         out[...] = o
 
 
-@njit(cache=True)
-def _conv_dense_depthwise(x, w, b, stride, pad, out):
-    """Dense output-stationary depthwise conv (w (kh, kw, 1, C)), channels innermost, no zero test."""
+def _conv_dense_depthwise_impl(x, w, b, stride, pad, out):
+    """Dense output-stationary depthwise conv (w (kh, kw, 1, C)), channels innermost, no zero test.
+    Output rows are independent (the parallel twin splits them between threads)."""
     h, wd, c = x.shape
     kh, kw = w.shape[0], w.shape[1]
     ho, wo, _ = out.shape
-    _fill_bias(b, out)
-    for oy in range(ho):
+    for oy in prange(ho):
         for ox in range(wo):
             orow = out[oy, ox]
+            orow[:] = b
             for ky in range(kh):
                 iy = oy * stride - pad + ky
                 if iy < 0 or iy >= h:
@@ -313,16 +459,15 @@ def _conv_dense_depthwise(x, w, b, stride, pad, out):
                         orow[j] += xrow[j] * wrow[j]
 
 
-@njit(cache=True)
-def _im2col(x, kh, kw, stride, pad, ho, wo, cols):
+def _im2col_impl(x, kh, kw, stride, pad, ho, wo, cols):
     """cols (groups, Ho*Wo, kh*kw*Cin/groups) <- each output's input patch in w's (ky, kx, ci) order,
-    zeros outside the map."""
+    zeros outside the map. A copy: output rows split between threads (one thread when numba has one)."""
     h, wd, cin = x.shape
     groups = cols.shape[0]
     cig = cin // groups
-    for g in range(groups):
-        c0 = g * cig
-        for oy in range(ho):
+    for oy in prange(ho):
+        for g in range(groups):
+            c0 = g * cig
             for ox in range(wo):
                 crow = cols[g, oy * wo + ox]
                 for ky in range(kh):
@@ -339,6 +484,9 @@ def _im2col(x, kh, kw, stride, pad, ho, wo, cols):
                                 dst[c] = 0
 
 
+_im2col, _im2col_par = serial_and_parallel(_im2col_impl)
+
+
 def _conv_dense_blas(x, w, b, stride, pad, groups, out):
     """im2col + BLAS: one matmul (groups == 1; a plain reshape for 1x1 stride-1 unpadded convs) or one
     batched matmul over the groups. The columns are written by a numba loop into a reused buffer:
@@ -351,11 +499,12 @@ def _conv_dense_blas(x, w, b, stride, pad, groups, out):
         cols = x[::stride, ::stride][:ho, :wo].reshape(1, p, k)
     else:
         cols = _scratch("cols", groups * p * k, x.dtype).reshape(groups, p, k)
-        _im2col(x, kh, kw, stride, pad, ho, wo, cols)
+        par = get_threads() > 1 and cols.size >= PAR_MIN_ELEMENTS
+        (_im2col_par if par else _im2col)(x, kh, kw, stride, pad, ho, wo, cols)
     if groups == 1:
         w2 = w.reshape(k, cout)
-        if out.flags.c_contiguous and cols.dtype == w2.dtype == out.dtype:
-            np.matmul(cols[0], w2, out=out.reshape(p, cout))
+        if out.flags.c_contiguous and cols.dtype == w2.dtype == out.dtype and cols.flags.c_contiguous:
+            matmul(cols[0], w2, out.reshape(p, cout))
         else:
             out[...] = (cols[0] @ w2).reshape(ho, wo, cout)
     else:
@@ -364,11 +513,15 @@ def _conv_dense_blas(x, w, b, stride, pad, groups, out):
     out += b
 
 
+_conv_dense_depthwise, _conv_dense_depthwise_par = serial_and_parallel(_conv_dense_depthwise_impl)
+
+
 def conv2d_dense(x, w, b, stride, pad, groups, out):
     """The dense path alone: out = b + conv(x, w), cost independent of sparsity. No counts.
     Depthwise convs use a numba loop (a matmul per channel would be 1 x 1); the rest im2col + BLAS."""
     if w.shape[2] == 1 and w.shape[3] == groups and groups > 1:
-        _conv_dense_depthwise(x, w, b, stride, pad, out)
+        par = get_threads() > 1 and out.size >= PAR_MIN_ELEMENTS
+        (_conv_dense_depthwise_par if par else _conv_dense_depthwise)(x, w, b, stride, pad, out)
     else:
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
@@ -388,11 +541,17 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     if dense_above is None:
         dense_above = default_dense_above(kh, kw, cig, cout // groups, groups)
     ho, wo = out.shape[0], out.shape[1]
-    nnz, pairs, weighted = conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
+    n = get_threads()
+    rows = None
+    if n > 1 and x.size >= PAR_MIN_ELEMENTS:
+        nnz, pairs, weighted, rn, ro = conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout // groups)
+        rows = (rn, ro)
+    else:
+        nnz, pairs, weighted = conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout // groups)
     if nnz > dense_above * x.size:
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
-        conv2d_scatter_only(x, w, b, stride, pad, groups, out)
+        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows)
     return Counts(int(nnz), int(pairs), float(weighted))
 
 

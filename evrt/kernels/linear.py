@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv import conv2d_scatter_only, row_counts
+from .conv import PAR_MIN_PAIRS, conv2d_scatter_only, row_counts
 from .counts import Counts
+from .matmul import matmul
 
 # Break-even density of the event path against one BLAS matmul, measured as for the convs' thresholds
 # (evrt/kernels/conv.py): ~0.3 for 256 -> 256 on 64 tokens, 0.22-0.26 for 1024 -> 256, ~0.4 for 256 -> 1024.
@@ -34,17 +35,18 @@ def linear_counts(x, cout):
     return nnz, nnz * cout, weighted * cout
 
 
-def linear_scatter_only(x, w, b, out):
+def linear_scatter_only(x, w, b, out, threads=None):
     """The event path alone: out = b + x @ w touching only non-zero inputs. No counts.
     It is the event conv kernel on the (N, 1, Cin) view (a 1x1 conv): same adds, same order."""
     n, cin = x.shape
-    conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :])
+    conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :],
+                        threads=threads)
 
 
 def linear_dense(x, w, b, out):
     """The dense path alone: one BLAS matmul."""
-    if out.flags.c_contiguous and x.dtype == w.dtype == out.dtype:
-        np.matmul(x, w, out=out)
+    if out.flags.c_contiguous and x.flags.c_contiguous and x.dtype == w.dtype == out.dtype:
+        matmul(x, w, out)
     else:
         out[...] = x @ w
     out += b
@@ -59,5 +61,5 @@ def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR):
     if nnz > dense_above * x.size:
         linear_dense(x, w, b, out)
     else:
-        linear_scatter_only(x, w, b, out)
+        linear_scatter_only(x, w, b, out, threads=None if pairs >= PAR_MIN_PAIRS else 1)
     return Counts(int(nnz), int(pairs), float(weighted))

@@ -11,8 +11,10 @@ threshold test (teacher forcing); H is still computed and recorded.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.extending import overload
+
+from .threads import get_threads
 
 
 def _typed(p, like):
@@ -72,50 +74,51 @@ def _tiled(p, r):
 
 
 @njit(cache=True)
-def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
-    """The untraced, unforced step: branch-free rows (selects, not jumps), same arithmetic and order
-    as _neuron's loop below. a, c_, th, sg already rounded to the state dtype."""
-    n = vf.size
-    r = _row_length(n, a.size)
-    a = _tiled(a, r)
-    if kind == 2:
-        c_ = _tiled(c_, r)
-        th = _tiled(th, r)
-        up = _tiled(sg, r) >= 0
-    else:
-        up = np.ones(1, np.bool_)
+def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1):
+    """Elements e0 <= i < e1 of the untraced, unforced step, walked as pieces of rows of length r (the
+    parameters tiled to r line up with every row): branch-free rows (selects, not jumps), same
+    arithmetic and order as _neuron's loop below. Each element depends on itself alone, so any split of
+    the elements between threads gives the same bits."""
     one = vf.dtype.type(1)
     zero = vf.dtype.type(0)
     spikes = 0
-    for r0 in range(0, n, r):
-        xr = xf[r0:r0 + r]
-        vr = vf[r0:r0 + r]
-        sr = sf[r0:r0 + r]
-        hr = hf[r0:r0 + r] if rec else hf[:0]
+    for ri in range(e0 // r, (e1 + r - 1) // r):
+        s0 = max(e0, ri * r)
+        s1 = min(e1, ri * r + r)
+        off = s0 - ri * r
+        m = s1 - s0
+        xr = xf[s0:s1]
+        vr = vf[s0:s1]
+        sr = sf[s0:s1]
+        hr = hf[s0:s1] if rec else hf[:0]
+        ar = a[off:off + m]
         if kind == 0:
-            for j in range(r):
+            for j in range(m):
                 vi = vr[j]
                 hi = vi + (xr[j] - vi) * kk
-                fire = hi >= a[j]
+                fire = hi >= ar[j]
                 if rec:
                     hr[j] = hi
                 sr[j] = one if fire else zero
                 vr[j] = zero if fire else hi
                 spikes += np.int64(fire)
         elif kind == 1:
-            for j in range(r):
+            for j in range(m):
                 hi = vr[j] + xr[j]
-                fire = hi >= a[j]
+                fire = hi >= ar[j]
                 if rec:
                     hr[j] = hi
                 sr[j] = one if fire else zero
                 # soft reset as a 0/1 multiply: a select here keeps LLVM from vectorising; hi - 0 == hi
-                vr[j] = hi - (one if fire else zero) * a[j]
+                vr[j] = hi - (one if fire else zero) * ar[j]
                 spikes += np.int64(fire)
         else:
-            for j in range(r):
-                hi = a[j] * vr[j] + c_[j] + kk * xr[j]
-                fire = (hi >= th[j]) if up[j] else (hi <= th[j])
+            cr = c_[off:off + m]
+            tr = th[off:off + m]
+            ur = up[off:off + m]
+            for j in range(m):
+                hi = ar[j] * vr[j] + cr[j] + kk * xr[j]
+                fire = (hi >= tr[j]) if ur[j] else (hi <= tr[j])
                 if rec:
                     hr[j] = hi
                 sr[j] = one if fire else zero
@@ -125,7 +128,49 @@ def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
 
 
 @njit(cache=True)
-def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
+def _rows_setup(kind, n, a, c_, th, sg):
+    r = _row_length(n, a.size)
+    a = _tiled(a, r)
+    if kind == 2:
+        c_ = _tiled(c_, r)
+        th = _tiled(th, r)
+        up = _tiled(sg, r) >= 0
+    else:
+        up = np.ones(1, np.bool_)
+    return r, a, c_, th, up
+
+
+@njit(cache=True)
+def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
+    """The untraced, unforced step on one thread. a, c_, th, sg already rounded to the state dtype."""
+    r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
+    return _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, 0, vf.size)
+
+
+# below this many neurons a step stays on one thread: a step is memory-bound and fast (524k LIF
+# neurons with per-channel thresholds: 125 µs on one thread, 155 µs wall on two with the fork-join on the
+# loaded box, 85 µs of it on the calling thread); per-element thresholds (DSSA's (heads, L, HW) maps)
+# are slower, ~4 ms for 1M neurons, 4x less on the calling thread when split
+PAR_MIN_NEURONS = 1 << 19
+PAR_MIN_NEURONS_PER_ELEMENT = 1 << 19
+
+
+@njit(cache=True, parallel=True)
+def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts):
+    """_fast with the elements cut into `parts` equal ranges (at multiples of 16: a cache line of
+    float32), one per thread; the spike counts (integers) are summed after."""
+    r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
+    n = vf.size
+    counts = np.zeros(parts, np.int64)
+    for p in prange(parts):
+        e0 = (n * p // parts) // 16 * 16
+        e1 = n if p == parts - 1 else (n * (p + 1) // parts) // 16 * 16
+        counts[p] = _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1)
+    return counts.sum()
+
+
+@njit(cache=True)
+def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts):
     """Shared step. kind 0 = LIF (p1 = vth), 1 = IF (p1 = vth), 2 = table (p1..p4 = r, c, theta, sign).
     Unforced steps take the vectorised rows of _fast; teacher forcing takes the per-element loop."""
     n = v.size
@@ -149,6 +194,8 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
     if forced and f.size != n:
         raise ValueError("forced spikes must have the neuron array's size")
     if not forced:
+        if parts > 1:
+            return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts)
         return _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg)
     spikes = 0
     for r0 in range(0, n, P):
@@ -173,40 +220,41 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h):
     return spikes
 
 
-@njit(cache=True)
+def _parts(x, p):
+    """Threads for a step of x.size neurons with parameter array p: one below the minimum size."""
+    n = get_threads()
+    big = x.size >= (PAR_MIN_NEURONS_PER_ELEMENT if np.size(p) == x.size else PAR_MIN_NEURONS)
+    return n if n > 1 and big else 1
+
+
 def lif_step(x, v, k, vth, s, h):
     """LIF / PLIF: H = V + (X - V) k; S = H >= vth; V = 0 if S else H. k scalar (PLIF: float32
     sigmoid(w) computed by the caller), vth per channel (or per element / scalar, see module doc)."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h)
+    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth))
 
 
-@njit(cache=True)
 def lif_step_forced(x, v, k, vth, f, s, h):
     """lif_step whose spikes and reset follow f."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h)
+    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h, _parts(x, vth))
 
 
-@njit(cache=True)
 def if_step(x, v, vth, s, h):
     """IF with soft reset: H = V + X; S = H >= vth; V = H - vth S."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h)
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth))
 
 
-@njit(cache=True)
 def if_step_forced(x, v, vth, f, s, h):
     """if_step whose spikes and reset follow f."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h)
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h, _parts(x, vth))
 
 
-@njit(cache=True)
 def table_step(x, v, r, c, theta, sign, k, s, h):
     """Table LIF (TSBN folded; docs/SEMANTICS.md "Neurons"): H = r V + c + k X; fire H >= theta where sign >= 0,
     H <= theta
     where sign < 0; hard reset to 0. r, c, theta, sign: this step's rows, all the same size."""
-    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h)
+    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h, _parts(x, r))
 
 
-@njit(cache=True)
 def table_step_forced(x, v, r, c, theta, sign, k, f, s, h):
     """table_step whose spikes and reset follow f."""
-    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h)
+    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h, _parts(x, r))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .threads import get_threads, serial_and_parallel
 
 
 @njit(cache=True)
@@ -12,8 +14,7 @@ def _max_into(acc, src):
         acc[j] = np.fmax(acc[j], src[j])
 
 
-@njit(cache=True)
-def maxpool2d(x, k, stride, pad, out):
+def _maxpool2d_impl(x, k, stride, pad, out):
     """out (Ho, Wo, C) <- max over the k x k window of x (H, W, C); padded cells are -inf, so only
     in-bounds values compete (correct for real-valued BN outputs as well as spikes).
     Ho = (H + 2 pad - k) // stride + 1 (floor mode).
@@ -24,9 +25,9 @@ def maxpool2d(x, k, stride, pad, out):
     ho, wo, _ = out.shape
     xc = np.ascontiguousarray(x)
     rows = xc.reshape(h, w * c)
-    col = np.empty(w * c, x.dtype)
-    cols = col.reshape(w, c)
-    for oy in range(ho):
+    for oy in prange(ho):                  # output rows are independent: the parallel twin splits them
+        col = np.empty(w * c, x.dtype)
+        cols = col.reshape(w, c)
         col[:] = -np.inf
         for ky in range(k):
             iy = oy * stride - pad + ky
@@ -39,6 +40,16 @@ def maxpool2d(x, k, stride, pad, out):
                 ix = ox * stride - pad + kx
                 if 0 <= ix < w:
                     _max_into(orow, cols[ix])
+
+
+_maxpool2d, _maxpool2d_par = serial_and_parallel(_maxpool2d_impl)
+PAR_MIN_ELEMENTS = 1 << 19   # smaller maps stay on one thread: a fork-join costs more than it saves
+
+
+def maxpool2d(x, k, stride, pad, out):
+    """See _maxpool2d_impl; the parallel twin when more than one thread is set."""
+    par = get_threads() > 1 and x.size >= PAR_MIN_ELEMENTS
+    (_maxpool2d_par if par else _maxpool2d)(x, k, stride, pad, out)
 
 
 def mean_tokens(x, out):
