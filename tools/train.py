@@ -534,11 +534,14 @@ def main(argv=None) -> int:
             n += len(idx)
         epoch += 1
         ep_s = time.time() - te0
-        if epoch == 1 and a.max_minutes:
-            fit = max(1, int(a.max_minutes * 60 / max(ep_s, 1e-3)))
-            if fit < plan["epochs"]:
-                print(f"[{fam}] time budget {a.max_minutes} min: {ep_s:.1f}s/epoch -> {fit} epochs instead of "
-                      f"{plan['epochs']}", flush=True)
+        if epoch in (1, 2) and a.max_minutes:
+            # epoch 1 includes start-up (cuDNN autotuning, allocator growth): fit again after epoch 2 with its
+            # own time, which may give back epochs (never more than --epochs)
+            left = a.max_minutes * 60 - (time.time() - t_train)
+            fit = min(a.epochs, max(epoch, epoch + int(left / max(ep_s, 1e-3))))
+            if fit != plan["epochs"]:
+                print(f"[{fam}] time budget {a.max_minutes} min: {ep_s:.1f}s/epoch after epoch {epoch} -> {fit} "
+                      f"epochs instead of {plan['epochs']}", flush=True)
                 plan["epochs"] = fit
         do_eval = epoch % max(1, plan["epochs"] // 10) == 0 or epoch == plan["epochs"]
         mon = "val" if nm else "test"
