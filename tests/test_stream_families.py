@@ -21,7 +21,7 @@ FAMILIES = ["sdt", "spikformer", "spikingresformer", "rtformer", "csdformer"]
 
 @pytest.fixture(scope="module")
 def cut(tmp_path_factory):
-    """Sensor time [1.0 s, 7.0 s) of a shipped recording: three gestures, ~35k events."""
+    """Sensor time [1.0 s, 7.0 s) of a shipped recording: its start and first gesture, ~50k events."""
     ev, size = load_recording(REC)
     ev = ev[(ev["t"] >= 1_000_000) & (ev["t"] < 7_000_000)]
     path = tmp_path_factory.mktemp("families") / "cut.npz"

@@ -199,12 +199,11 @@ def fresh_scores(family, log, graph_path: Path, ckpt_path: Path, spec, classes, 
         from evrt.graph import Graph
         ds = DVSGesture(fresh_root, split="test")
         samples = [ds[i] for i in range(min(limit, len(ds)))]
-        by_name = dict(zip(fr["names"], fr["pred"]))
         assert [s.name for s in samples] == fr["names"][:len(samples)], "fresh-root is not the training log's fresh set"
         sess = Session(Graph.load(str(graph_path)), precision="float32", mode="clip")
         ev = np.array([sess.run_clip(s.events).class_index for s in samples])
         ref = reference_predictions(family, ckpt_path, log, samples, spec)
-        dev = np.array([by_name[s.name] for s in samples])
+        dev = np.array(fr["pred"][:len(samples)])   # same order (names repeat within a recording: by position)
         y = np.array([s.gesture_id for s in samples])
         out["evrt_subset"] = {"n_samples": len(samples), "evrt": float((ev == y).mean()), "evrt_correct": int((ev == y).sum()),
                               "reference_cpu": float((ref == y).mean()), "reference_cpu_correct": int((ref == y).sum()),
@@ -278,7 +277,8 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh
                      "train_seconds": log["train_s"],
                      "device": (f"1x {log['gpu']} (" if log.get("gpu") else "1x NVIDIA H100 (") + log["device"]
                                + "), torch " + log["torch"] + (", TF32 matmul/conv while training" if log.get("tf32") else ""),
-                     "concurrent": "the five families trained at the same time on the one GPU (tools/train_zoo.sh)",
+                     "concurrent": "all models of a run trained at the same time on the one GPU (tools/train_zoo.sh; "
+                                   "run 1: 5 processes, run 2: 7)",
                      "validation_accuracy": log.get("val_acc"), "selection": why,
                      "reference_test_accuracy_on_device": log["test_acc_device"]},
         "accuracy": {"evrt": res.correct / n, "evrt_correct": res.correct, "reference": float((ref_pred == y).mean()),
@@ -370,8 +370,8 @@ def readme(c: dict) -> str:
         "", "## Training", "",
         f"- data: {t['data']}",
         f"- seed {t['seed']}, {t['epochs']} epochs"
-        + (f" (of {t['epochs_asked']} asked; a time budget set the cosine schedule's length after epoch 1)"
-           if t["epochs"] != t["epochs_asked"] else "")
+        + (f" (of {t['epochs_asked']} asked; a time budget set the cosine schedule's length after the first "
+           "epochs)" if t["epochs"] != t["epochs_asked"] else "")
         + f", {t['train_seconds']:.0f} s on {t['device']}"
         + (f"; {t['concurrent']}" if t.get("concurrent") else "")
         + "; the final epoch is saved (no selection on the test split or the fresh users)",
@@ -381,7 +381,8 @@ def readme(c: dict) -> str:
         "batch, random translation of each clip (no flips: they would swap left/right classes)",
         "", "## Folding", "",
         *[f"- {f}" for f in (c.get("folding") or [])], "",
-        "Rebuild: `python tools/make_zoo.py` (needs the training runs); test: `pytest tests/test_zoo.py`.", ""]
+        "Rebuild: `bash tools/train_zoo.sh WORK` (GPU; the runs), then `python tools/make_zoo.py --runs RUNS "
+        "--fresh-root FRESH4 --only <gesture models>`; test: `pytest tests/test_zoo.py`.", ""]
     return "\n".join(l for l in lines if l is not None) + "\n"
 
 
