@@ -21,6 +21,7 @@ else:
 
 from evrt.cli import main
 from evrt.errors import EvrtError
+from evrt.formats.aedat31 import read_labels_csv
 from evrt.pipeline.metrics import Log
 from evrt.pipeline.source import DvNetworkSource, load_recording, open_source
 from evrt.pipeline.testing import Background
@@ -37,7 +38,8 @@ def free_port() -> int:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REC = os.path.join(HERE, "..", "examples", "data", "dvsgesture_synth", "user06_fluorescent_led.aedat")
-T0 = 1_000_000  # the cut: sensor time [T0, T0 + 1.5 s) holds the first gesture's start
+# the cut: sensor time [T0, T0 + 1.5 s) holds the first gesture's start (the recording's own labels)
+T0 = int(read_labels_csv(REC[:-len(".aedat")] + "_labels.csv")[0]["start"]) - 300_000
 CUT = (T0, T0 + 1_500_000)
 CUT2 = (T0 + 3_000_000, T0 + 3_600_000)
 TIMEOUT = 90

@@ -19,14 +19,25 @@ REC = os.path.join(HERE, "..", "examples", "data", "dvsgesture_synth", "user06_f
 FAMILIES = ["sdt", "spikformer", "spikingresformer", "rtformer", "csdformer"]
 
 
-@pytest.fixture(scope="module")
-def cut(tmp_path_factory):
-    """Sensor time [1.0 s, 7.0 s) of a shipped recording: three gestures, ~35k events."""
+def _cut(tmp_path_factory, name, t0, t1):
     ev, size = load_recording(REC)
-    ev = ev[(ev["t"] >= 1_000_000) & (ev["t"] < 7_000_000)]
-    path = tmp_path_factory.mktemp("families") / "cut.npz"
+    ev = ev[(ev["t"] >= t0) & (ev["t"] < t1)]
+    path = tmp_path_factory.mktemp("families") / f"{name}.npz"
     write_npz(path, ev, sensor_size=size)
     return str(path), ev
+
+
+@pytest.fixture(scope="module")
+def cut(tmp_path_factory):
+    """Sensor time [1.0 s, 7.0 s) of a shipped recording: its start and first gesture, ~50k events."""
+    return _cut(tmp_path_factory, "cut", 1_000_000, 7_000_000)
+
+
+@pytest.fixture(scope="module")
+def long_cut(tmp_path_factory):
+    """Sensor time [1.0 s, 40.0 s): the first six gestures (~6 s each), ~320k events. CSDformer predicts once
+    per training-sized clip (~80k events), so it needs this much for several predictions."""
+    return _cut(tmp_path_factory, "long", 1_000_000, 40_000_000)
 
 
 def _predictions(text: str, replay: bool) -> list:
@@ -40,8 +51,8 @@ def _predictions(text: str, replay: bool) -> list:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_serve_equals_replay(family, cut, capsys):
-    path, ev = cut
+def test_serve_equals_replay(family, cut, long_cut, capsys):
+    path, ev = long_cut if family == "csdformer" else cut
     model = f"{family}-synth-gesture"
     assert main(["replay", path, "--model", model, "--speed", "max", "--json"]) == 0
     replayed = _predictions(capsys.readouterr().out, replay=True)
@@ -54,8 +65,8 @@ def test_serve_equals_replay(family, cut, capsys):
     assert sum(p.n_events for p in served) == len(ev)
 
 
-def test_converted_model_streams_in_clip_segments(cut):
-    _, ev = cut
+def test_converted_model_streams_in_clip_segments(long_cut):
+    _, ev = long_cut
     clf = StreamClassifier.from_model("csdformer-synth-gesture")
     n_in, T = clf.segment
     assert (n_in, T) == (1, 25)  # one input step, 24 drain steps

@@ -74,3 +74,40 @@ def test_cw_and_ccw_differ_only_in_direction():
         d = w[:, :2] - w[:, :2].mean(0)
         return np.sum(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0])
     assert turn(cw) > 0 > turn(ccw)
+
+
+def test_first_user_writes_the_same_recordings(tiny_sets, tmp_path):
+    # users 2.. of a set are the same files as in the full set: shipping only the last users is honest
+    tool = _tool()
+    assert tool.main(["--out", str(tmp_path), "--users", "3", "--first-user", "2", "--seed", "11",
+                      "--duration", "0.4", "--gap", "0.15", "--test-users", "1"]) == 0
+    assert not any(p.name.startswith("user01") for p in tmp_path.iterdir())
+    full = tiny_sets[0]
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("user02"))
+    assert names and names == sorted(p.name for p in full.iterdir() if p.name.startswith("user02"))
+    for n in names:
+        assert (tmp_path / n).read_bytes() == (full / n).read_bytes(), n
+
+
+def test_defaults_are_realistic_length():
+    # DVS128 Gesture samples last approx. 6 s; the generator's default follows it
+    cfg = SynthConfig()
+    assert 5.0 <= cfg.duration <= 7.0 and cfg.theta <= 0.2
+
+
+def test_train_frame_cache_matches_direct_framing(tiny_sets, tmp_path):
+    import shutil
+    from evrt.framing import FrameSpec
+    from tools import train
+    d = tmp_path / "set"
+    shutil.copytree(tiny_sets[0], d)
+    spec = FrameSpec(4, (128, 128))
+    direct = train.load_split(d, "train", spec)
+    cached = train.load_split(d, "train", spec, cache=True)       # makes the cache
+    again = train.load_split(d, "train", spec, cache=True)        # reads it
+    assert len(list(d.glob(".frames_train_*.npy"))) == 1
+    for got in (cached, again):
+        np.testing.assert_array_equal(got[0], direct[0])
+        np.testing.assert_array_equal(got[1], direct[1])
+        assert list(got[2]) == list(direct[2])
+        np.testing.assert_array_equal(got[3], direct[3])

@@ -4,8 +4,14 @@
     python tools/train.py --family sdt --root DIR --out DIR [--test-root DIR] [--epochs N] [--seed S]
                           [--device cpu|cuda] [--embed 64 --heads 4 --depth 1 --T 16 ...]
 
-    # make a larger synthetic training set first, with the shipped set's generator settings, in parallel:
-    python tools/train.py --generate 100 --gen-seed 7 --root data/synth100 --workers 16
+    # make a larger synthetic training set first (evrt.synth's realistic defaults, one contrast threshold
+    # per user cycling through --gen-theta), in parallel:
+    python tools/train.py --generate 100 --gen-seed 7 --gen-theta 0.2,0.25,0.3 --root data/synth100 --workers 16
+
+    # frame each split once and keep the frames beside the data (--cache-frames), then train on them;
+    # --fresh-root scores a set of users never seen in training once, after the final epoch:
+    python tools/train.py --prepare sdt,spikingresformer,csdformer --root data/synth100 --workers 16
+    python tools/train.py --family sdt --root data/synth100 --cache-frames --fresh-root data/fresh ...
 
 Framing is the family's reference framing, the same `FrameSpec` the converted evrt graph uses
 (`evrt.framing.clip_frames`): Spikformer / SDT / RTFormer 2×128×128 counts, T frames split by event number;
@@ -42,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FAMILIES = ("spikformer", "sdt", "spikingresformer", "rtformer", "csdformer")
-# shipped set: tools/make_synth_gestures.py --users 6 --test-users 2 --seed 2026 --duration 1.5 --gap 0.3 --theta 0.4
-SHIPPED_SYNTH = dict(duration=1.5, gap=0.3, theta=0.4)
+# shipped set: tools/make_synth_gestures.py --users 6 --first-user 4 --test-users 2 --seed 2026 --gap 0.3 --theta 0.3
+SHIPPED_SYNTH = dict(gap=0.3, theta=0.3)
 
 CKPT_NAME = {"spikformer": "checkpoint.pth", "sdt": "model_best.pth.tar", "rtformer": "model_best.pth.tar",
              "spikingresformer": "checkpoint_max_acc1.pth", "csdformer": "checkpoint.pth"}
@@ -65,15 +71,20 @@ def _gen_one(job):
                             on_fraction=float(ev["on"].mean()))
 
 
-def generate(out, users: int, seed: int, test_users: int, sessions: int = 1, workers: int = 1) -> dict:
-    """Same files as `evrt.synth.write_dataset` (same recordings for the same arguments), made in parallel."""
+def generate(out, users: int, seed: int, test_users: int, sessions: int = 1, workers: int = 1,
+             thetas=None, first_user: int = 1) -> dict:
+    """Users ``first_user..users`` with evrt.synth's default (realistic) settings, made in parallel; user u
+    gets the contrast threshold ``thetas[(u - first_user) % len(thetas)]`` (default: the generator's).
+    With one threshold these are the files `evrt.synth.write_dataset` makes for the same arguments."""
     from dataclasses import asdict
     from multiprocessing import Pool
     from evrt.synth import SynthConfig
-    cfg = SynthConfig(sessions=sessions, test_users=test_users, **SHIPPED_SYNTH)
+    cfg = SynthConfig(sessions=sessions, test_users=test_users)
+    thetas = list(thetas) if thetas else [cfg.theta]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), u, s, seed, asdict(cfg)) for u in range(1, users + 1) for s in range(sessions)]
+    jobs = [(str(out), u, s, seed, dict(asdict(cfg), theta=thetas[(u - first_user) % len(thetas)]))
+            for u in range(first_user, users + 1) for s in range(sessions)]
     t0 = time.time()
     if workers > 1:
         with Pool(workers) as p:
@@ -86,13 +97,21 @@ def generate(out, users: int, seed: int, test_users: int, sessions: int = 1, wor
     for split, names in (("train", train), ("test", test)):
         with open(out / f"trials_to_{split}.txt", "w", newline="") as f:
             f.write("".join(n + "\r\n" for n in names))
-    stats = dict(config=asdict(cfg), seed=seed, users=users, test_users=test_users, recordings=[r[3] for r in res])
+    stats = dict(config=asdict(cfg), thetas=thetas, seed=seed, users=users, first_user=first_user,
+                 test_users=test_users, recordings=[r[3] for r in res])
     counts = np.concatenate([r["sample_events"] for r in stats["recordings"]])
+    secs = np.concatenate([r["sample_s"] for r in stats["recordings"]])
     stats["summary"] = dict(recordings=len(res), samples=int(len(counts)), events=int(sum(r["events"] for r in stats["recordings"])),
-                            sample_events_median=int(np.median(counts)), seconds=round(time.time() - t0, 1))
+                            sample_events_median=int(np.median(counts)), sample_seconds_mean=float(secs.mean()),
+                            gesture_rate_kev_s_mean=float(counts.sum() / secs.sum() / 1e3),
+                            gesture_rate_kev_s_median=float(np.median(counts / secs) / 1e3),
+                            seconds=round(time.time() - t0, 1))
     with open(out / "synth_stats.json", "w") as f:
         json.dump(stats, f, indent=1, sort_keys=True)
-    print(f"generated {len(res)} recordings, {len(counts)} samples in {time.time() - t0:.1f}s -> {out}", flush=True)
+    sm = stats["summary"]
+    print(f"generated {len(res)} recordings, {len(counts)} samples in {time.time() - t0:.1f}s -> {out}: "
+          f"{sm['sample_seconds_mean']:.2f} s per sample, {sm['gesture_rate_kev_s_mean']:.1f} k ev/s in gestures (mean)",
+          flush=True)
     return stats
 
 
@@ -116,8 +135,59 @@ def _frames_one(job):
     return clip_frames(ev, spec, dtype=np.float32).astype(np.float16)
 
 
-def load_split(root, split: str, spec, limit: int | None = None, workers: int = 1):
-    """(frames float16 [N, T, C, H, W], labels int64 [N] = gesture id, names, events per sample)."""
+def _frames_recording(job):
+    """Frames of some samples of one recording, for each spec: read the recording once."""
+    src, rows, specs = job
+    from evrt.formats.aedat31 import cut_samples, read_aedat31, read_labels_csv
+    from evrt.framing import clip_frames
+    src = Path(src)
+    cut = cut_samples(read_aedat31(src), read_labels_csv(src.with_name(src.stem + "_labels.csv")), source=str(src))
+    return ([np.stack([clip_frames(cut[r], sp, dtype=np.float32).astype(np.float16) for r in rows]) for sp in specs],
+            [len(cut[r]) for r in rows])
+
+
+def _cache_paths(root, split, spec, limit):
+    import hashlib
+    key = hashlib.sha1(json.dumps([spec.to_dict(), limit], sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / f".frames_{split}_{key}.npy", Path(root) / f".frames_{split}_{key}.json"
+
+
+def prepare_frames(root, split: str, specs, limit: int | None = None, workers: int = 1):
+    """Frame a split once for several specs, reading each recording once; cache beside the data."""
+    from evrt.datasets import DVSGesture
+    ds = DVSGesture(root, split=split)
+    entries = ds._entries[:len(ds) if limit is None else min(limit, len(ds))]
+    groups = {}
+    for i, e in enumerate(entries):
+        groups.setdefault(str(e[0]), []).append(e[1])
+    jobs = [(src, rows, list(specs)) for src, rows in groups.items()]
+    t0 = time.time()
+    if workers > 1 and len(jobs) > 1:
+        from multiprocessing import Pool
+        with Pool(min(workers, len(jobs))) as p:
+            res = p.map(_frames_recording, jobs, chunksize=1)
+    else:
+        res = [_frames_recording(j) for j in jobs]
+    meta = dict(labels=[int(e[2]) for e in entries], names=[e[3] for e in entries],
+                events=[n for r in res for n in r[1]])
+    for k, sp in enumerate(specs):
+        npy, js = _cache_paths(root, split, sp, limit)
+        tmp = npy.with_name(npy.name + ".tmp.npy")
+        np.save(tmp, np.concatenate([r[0][k] for r in res]))
+        tmp.replace(npy)
+        js.write_text(json.dumps(dict(meta, spec=sp.to_dict())))
+    print(f"framed {root} {split}: {len(entries)} samples x {len(specs)} framings in {time.time() - t0:.1f}s", flush=True)
+
+
+def load_split(root, split: str, spec, limit: int | None = None, workers: int = 1, cache: bool = False):
+    """(frames float16 [N, T, C, H, W], labels int64 [N] = gesture id, names, events per sample).
+    ``cache``: use (or make) the frames `prepare_frames` keeps beside the data."""
+    if cache:
+        npy, js = _cache_paths(root, split, spec, limit)
+        if not npy.exists():
+            prepare_frames(root, split, [spec], limit, workers)
+        meta = json.loads(js.read_text())
+        return np.load(npy), np.array(meta["labels"], np.int64), meta["names"], np.array(meta["events"])
     from evrt.datasets import DVSGesture
     ds = DVSGesture(root, split=split)
     samples = [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
@@ -314,9 +384,22 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--val", action="store_true", help="at the end, also report accuracy on --root's own test split")
     ap.add_argument("--generate", type=int, default=None, metavar="USERS",
-                    help="first generate a synthetic set with USERS users into --root (shipped-set settings)")
+                    help="first generate a synthetic set with users up to USERS into --root (evrt.synth defaults)")
     ap.add_argument("--gen-seed", type=int, default=7)
     ap.add_argument("--gen-test-users", type=int, default=4)
+    ap.add_argument("--gen-first-user", type=int, default=1, help="generate users K..USERS only")
+    ap.add_argument("--gen-theta", default=None,
+                    help="comma-separated contrast thresholds, one per user in turn (default: the generator's)")
+    ap.add_argument("--prepare", default=None, metavar="FAMILIES",
+                    help="only frame --root's splits (and --fresh-root's test split) for these families "
+                         "(comma-separated, with --T etc.) into the frame cache, then exit")
+    ap.add_argument("--cache-frames", action="store_true",
+                    help="keep each split's frames beside the data (.frames_*.npy) and reuse them")
+    ap.add_argument("--fresh-root", type=Path, default=None,
+                    help="after the final epoch, also score this folder's test split (users never seen in training)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="CUDA speed-ups while training: TF32 matrix products and cuDNN autotuning (the saved "
+                         "model is evaluated in float32 everywhere else)")
     for k in ("embed", "heads", "depth", "T", "window", "group", "L", "img_size", "batch_size", "shift"):
         ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, default=None)
     for k in ("mlp_ratio", "lr", "weight_decay", "in_scale"):
@@ -327,9 +410,23 @@ def main(argv=None) -> int:
 
     if a.generate:
         if not (a.root / "trials_to_train.txt").exists():
-            generate(a.root, a.generate, a.gen_seed, a.gen_test_users, workers=a.workers)
-        if not a.family:
+            thetas = [float(v) for v in a.gen_theta.split(",")] if a.gen_theta else None
+            generate(a.root, a.generate, a.gen_seed, a.gen_test_users, workers=a.workers, thetas=thetas,
+                     first_user=a.gen_first_user)
+        if not a.family and not a.prepare:
             return 0
+    if a.prepare:
+        specs = []
+        for fam in a.prepare.split(","):
+            if fam not in FAMILIES:
+                ap.error(f"--prepare: unknown family {fam!r}")
+            T = 1 if fam == "csdformer" else (a.T or default_hparams(fam)["T"])
+            sp = frame_spec(fam, T, a.dataset)
+            if sp not in specs:
+                specs.append(sp)
+        for root, split in [(a.root, "train"), (a.root, "test")] + ([(a.fresh_root, "test")] if a.fresh_root else []):
+            prepare_frames(root, split, specs, a.limit, a.workers)
+        return 0
     if not a.family or not a.out:
         ap.error("--family and --out are required for training")
 
@@ -338,8 +435,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = bool(a.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(a.tf32)
+    torch.backends.cudnn.benchmark = bool(a.tf32)   # fixed shapes: let cuDNN pick its fastest kernels
     dev = torch.device(a.device if (a.device != "cuda" or torch.cuda.is_available()) else "cpu")
     fam = a.family
     hp = default_hparams(fam)
@@ -368,11 +466,12 @@ def main(argv=None) -> int:
     else:
         xs, ys = [], []
         for split in a.train_splits.split(","):
-            x, y, _, _ = load_split(a.root, split, spec, a.limit, a.workers)
+            x, y, _, _ = load_split(a.root, split, spec, a.limit, a.workers, a.cache_frames)
             xs.append(x)
             ys.append(y)
         x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
-        x_te, y_te, te_names, _ = load_split(a.test_root or a.root, "test", spec, a.limit, a.workers)
+        x_te, y_te, te_names, _ = load_split(a.test_root or a.root, "test", spec, a.limit, a.workers,
+                                             a.cache_frames and a.test_root is None)
         x_mon, y_mon = x_te, y_te
     print(f"[{fam}] data: train {x_tr.shape} test {x_te.shape} frames {spec.to_dict()} "
           f"({time.time() - t0:.1f}s)  hparams {hp}", flush=True)
@@ -405,7 +504,12 @@ def main(argv=None) -> int:
     step = 0
     t_train = time.time()
     epoch = 0
+    stopped = None
     while epoch < plan["epochs"]:
+        if a.max_minutes and time.time() - t_train > a.max_minutes * 60 * 1.15:
+            stopped = f"time guard: stopped after {epoch} of {plan['epochs']} epochs ({time.time() - t_train:.0f}s)"
+            print(f"[{fam}] {stopped}", flush=True)
+            break
         model.train()
         perm = torch.randperm(len(X), generator=gen).to(dev)
         tot_loss, tot_ok, n = 0.0, 0, 0
@@ -430,11 +534,14 @@ def main(argv=None) -> int:
             n += len(idx)
         epoch += 1
         ep_s = time.time() - te0
-        if epoch == 1 and a.max_minutes:
-            fit = max(1, int(a.max_minutes * 60 / max(ep_s, 1e-3)))
-            if fit < plan["epochs"]:
-                print(f"[{fam}] time budget {a.max_minutes} min: {ep_s:.1f}s/epoch -> {fit} epochs instead of "
-                      f"{plan['epochs']}", flush=True)
+        if epoch in (1, 2) and a.max_minutes:
+            # epoch 1 includes start-up (cuDNN autotuning, allocator growth): fit again after epoch 2 with its
+            # own time, which may give back epochs (never more than --epochs)
+            left = a.max_minutes * 60 - (time.time() - t_train)
+            fit = min(a.epochs, max(epoch, epoch + int(left / max(ep_s, 1e-3))))
+            if fit != plan["epochs"]:
+                print(f"[{fam}] time budget {a.max_minutes} min: {ep_s:.1f}s/epoch after epoch {epoch} -> {fit} "
+                      f"epochs instead of {plan['epochs']}", flush=True)
                 plan["epochs"] = fit
         do_eval = epoch % max(1, plan["epochs"] // 10) == 0 or epoch == plan["epochs"]
         mon = "val" if nm else "test"
@@ -447,15 +554,24 @@ def main(argv=None) -> int:
               + (f"{mon} {te_acc:.3f} " if te_acc is not None else "") + f"({ep_s:.1f}s, {time.time() - t0:.0f}s total)",
               flush=True)
     train_s = time.time() - t_train
+    torch.backends.cuda.matmul.allow_tf32 = False   # the reported evaluations run in plain float32
+    torch.backends.cudnn.allow_tf32 = False
     te_acc, te_pred = evaluate(fam, model, Xte, y_te, dev)
     val_acc = None
     if nm:
         val_acc, val_pred = evaluate(fam, model, Xmon, y_mon, dev)
         print(f"[{fam}] validation (last {len(y_mon)} training recordings): {val_acc:.3f}", flush=True)
     elif a.val:
-        x_va, y_va, _, _ = load_split(a.root, "test", spec, a.limit, a.workers)
+        x_va, y_va, _, _ = load_split(a.root, "test", spec, a.limit, a.workers, a.cache_frames)
         val_acc = evaluate(fam, model, torch.from_numpy(x_va), y_va, dev)[0]
         print(f"[{fam}] validation ({a.root} test split, {len(y_va)} samples): {val_acc:.3f}", flush=True)
+    fresh = None
+    if a.fresh_root and not nm:
+        x_fr, y_fr, fr_names, fr_ev = load_split(a.fresh_root, "test", spec, a.limit, a.workers, a.cache_frames)
+        fr_acc, fr_pred = evaluate(fam, model, torch.from_numpy(x_fr), y_fr, dev)
+        fresh = dict(root=str(a.fresh_root), acc=fr_acc, n=int(len(y_fr)), correct=int((fr_pred == y_fr).sum()),
+                     pred=fr_pred.tolist(), true=y_fr.tolist(), names=fr_names, events_mean=float(fr_ev.mean()))
+        print(f"[{fam}] fresh users ({a.fresh_root} test split, {len(y_fr)} samples): {fr_acc:.3f}", flush=True)
     model = model.cpu().float().eval()
     reset(model)
     ckpt_path = a.out / CKPT_NAME[fam]
@@ -464,8 +580,9 @@ def main(argv=None) -> int:
     log = dict(family=fam, hparams=hp, params=params, checkpoint=ckpt_path.name, framing=spec.to_dict(),
                train_samples=int(len(X)), train_root=str(a.root), train_splits=a.train_splits,
                test_root=str(a.test_root or a.root), test_acc_device=te_acc, val_acc=val_acc, test_pred_device=te_pred.tolist(),
-               test_names=te_names, dataset=a.dataset, epochs=plan["epochs"], epochs_asked=a.epochs, seed=a.seed, train_s=round(train_s, 1),
-               device=str(dev), threads=torch.get_num_threads() if dev.type == "cpu" else None, torch=torch.__version__, history=history,
+               test_names=te_names, dataset=a.dataset, epochs=epoch, epochs_planned=plan["epochs"], epochs_asked=a.epochs,
+               stopped=stopped, fresh=fresh, tf32=bool(a.tf32), seed=a.seed, train_s=round(train_s, 1),
+               device=str(dev), gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, threads=torch.get_num_threads() if dev.type == "cpu" else None, torch=torch.__version__, history=history,
                command="python tools/train.py " + " ".join(sys.argv[1:] if argv is None else argv))
     if nm:
         log.update(val_names=val_names, val_count=int(len(y_mon)), val_pred=val_pred.tolist(),

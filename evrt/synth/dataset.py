@@ -28,13 +28,13 @@ RAMP_S = 0.3
 
 @dataclass
 class SynthConfig:
-    duration: float = 1.8          # s per gesture (the real data: approx. 6 s)
+    duration: float = 6.0          # s per gesture (the real data: approx. 6 s, see __init__)
     gap: float = 0.5               # s of rest between gestures
     sessions: int = 1              # lighting conditions per user
     test_users: int | None = None  # default: max(1, users // 4)
     frame_rate: float = 500.0      # render rate (Hz); timestamps are interpolated between frames
-    theta: float = 0.2             # contrast threshold (log units)
-    sigma: float = 0.03            # per-pixel threshold mismatch (log units)
+    theta: float = 0.15            # contrast threshold (log units): sets the event rate, see __init__
+    sigma: float = 0.021           # per-pixel threshold mismatch (log units; DVS128: 2.1 %)
     refractory_us: int = 300
     noise_hz: float = 0.1          # background activity per pixel at illuminance 1 (scales as 1/illum)
     shake_px: float = 0.15         # camera shake (std, px)
@@ -101,17 +101,20 @@ def make_recording(seed: int, user: int, session: int, cfg: SynthConfig):
     return ev, labels, lighting
 
 
-def write_dataset(out_dir, users: int, seed: int, cfg: SynthConfig | None = None, progress=None):
-    """Write a synthetic DvsGesture folder; return a small stats dict. ``progress(msg)`` is called
-    after each recording."""
+def write_dataset(out_dir, users: int, seed: int, cfg: SynthConfig | None = None, progress=None,
+                  first_user: int = 1):
+    """Write a synthetic DvsGesture folder of users ``first_user .. users``; return a small stats dict.
+    ``progress(msg)`` is called after each recording. A user's recordings depend only on (seed, user,
+    session, cfg), so ``first_user`` picks a subset of the same set (e.g. to ship only its last users)."""
     cfg = cfg or SynthConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_test = cfg.test_users if cfg.test_users is not None else max(1, users // 4)
-    if users < 2 or not 1 <= n_test < users:
-        raise ValueError("need at least 2 users and 1 <= test_users < users")
+    n_users = users - first_user + 1
+    n_test = cfg.test_users if cfg.test_users is not None else max(1, n_users // 4)
+    if first_user < 1 or n_users < 2 or not 1 <= n_test < n_users:
+        raise ValueError("need first_user >= 1, at least 2 users and 1 <= test_users < users")
     train, test, stats = [], [], []
-    for u in range(1, users + 1):
+    for u in range(first_user, users + 1):
         for s in range(cfg.sessions):
             ev, labels, lighting = make_recording(seed, u, s, cfg)
             name = f"user{u:02d}_{lighting}"
@@ -131,4 +134,5 @@ def write_dataset(out_dir, users: int, seed: int, cfg: SynthConfig | None = None
     for split, names in (("train", train), ("test", test)):
         with open(out / f"trials_to_{split}.txt", "w", newline="") as f:
             f.write("".join(n + "\r\n" for n in names))
-    return dict(config=asdict(cfg), seed=seed, users=users, test_users=n_test, recordings=stats)
+    return dict(config=asdict(cfg), seed=seed, users=users, first_user=first_user, test_users=n_test,
+                recordings=stats)

@@ -58,8 +58,10 @@ def _smoothstep(a):
     return a * a * (3 - 2 * a)
 
 
-# base frequency (Hz) of each gesture, before the subject's tempo and per-sample jitter
-BASE_FREQ = (2.0, 2.5, 2.5, 1.1, 1.1, 1.1, 1.1, 1.8, 2.4, 3.2, 0.0)
+# base frequency (Hz) of each gesture, before the subject's tempo and per-sample jitter. Arm circles
+# (3-6) stay below ~1.2 Hz even for the fastest subject: a 6 s sample framed into T = 16 frames gives
+# ~0.375 s per frame, and above 0.5 turns per frame clockwise and counter-clockwise would alias.
+BASE_FREQ = (2.0, 2.5, 2.5, 0.8, 0.8, 0.8, 0.8, 1.8, 2.4, 3.2, 0.0)
 
 
 def gesture_targets(g: int, t: np.ndarray, subj: Subject, rng: np.random.Generator):
