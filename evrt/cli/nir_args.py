@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import EvrtError
 
 
 def add_nir_args(p):
@@ -22,12 +23,15 @@ def convert_nir(args, classes) -> int:
 
     graph = import_nir(args.checkpoint, profile=args.nir_profile, dt=args.dt, time_window_us=args.time_window_us,
                        timesteps=args.timesteps, classes=classes)
-    graph.save(args.output)
+    try:
+        graph.save(args.output, precision=args.precision)
+    except OSError as e:
+        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
     meta = graph.meta
     # nir_* arrays are the NIR parameters kept for `evrt export`, not run-time parameters
     n_params = int(sum(p.size for op in graph.ops for k, p in op.params.items() if not k.startswith("nir_")))
     summary = {"output": args.output, "arch": "nir", "profile": meta["nir"]["profile"], "dt": meta["nir"]["dt"],
-               "T": meta["T"], "params": n_params, "ops": len(graph.ops), "classes": meta["classes"],
+               "T": meta["T"], "params": n_params, "precision": args.precision, "ops": len(graph.ops), "classes": meta["classes"],
                "framing": meta.get("framing")}
     if args.json:
         print(json.dumps(summary))
