@@ -202,36 +202,6 @@ def evaluate(session, samples, progress: bool = True, *, classes=None, output_ma
     return scores.result(time.perf_counter() - t0, compute, warmup_s)
 
 
-def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, *, classes=None,
-                     output_map=None, on_sample=None) -> EvalResult:
-    """`evaluate` of samples 0..n-1 of ``job`` (an evrt.parallel.EvalJob) on ``workers`` processes, with
-    results identical to the serial loop: the same per-sample logits, scored in index order, and every
-    worker's counters added to ``session``'s (so ``session.report()`` covers all samples).
-    on_sample(result dict) sees each worker result in order (e.g. to sum fit statistics)."""
-    from .engine import ClipResult
-    from .parallel import run_parallel
-
-    classes = list(classes if classes is not None else session.classes)
-    scores = _Scores(classes, output_map)
-    warmup_s = warm_up(session)    # fills the numba cache once, so the workers load instead of compile
-    compute = [0.0]
-    t0 = time.perf_counter()
-    with Progress(n, "eval", enabled=None if progress else False) as bar:
-        def take(r):
-            scores.check_label(r["index"], r["label"], r["name"])
-            res = ClipResult(r["logits"], r["step_logits"], r["acs"], r["macs"])
-            scores.add(r["index"], r["label"], r["name"], r["events"], res)
-            session.add_counts(r["counts"])
-            compute[0] += r["compute_s"]
-            if on_sample is not None:
-                on_sample(r)
-            bar.update()
-        run_parallel(job, n, workers, take)
-    res = scores.result(time.perf_counter() - t0, compute[0], warmup_s)
-    res.extra["workers"] = workers
-    return res
-
-
 def score_clip(session, events, truth: str | None = None) -> dict:
     """One sample in clip mode (framed by the model's reference rule, T steps from a fresh state):
     predicted class, confidence, ACs/MACs and compute time; with `truth` (a class name) also whether
@@ -248,4 +218,4 @@ def score_clip(session, events, truth: str | None = None) -> dict:
     return out
 
 
-__all__ = ["EvalResult", "class_key", "evaluate", "evaluate_workers", "map_classes", "score_clip", "warm_up"]
+__all__ = ["EvalResult", "class_key", "evaluate", "map_classes", "score_clip", "warm_up"]

@@ -119,7 +119,7 @@ def test_evrt_models_lists_the_real_data_model():
 
 def test_shipped_model_logits_match_the_reference_in_float64():
     """Beyond argmax agreement: evrt's float64 logits equal the reference's on a few test recordings,
-    and differ between recordings (the head fires). The shipped file is float32 (docs/FORMATS.md "Model
+    and differ between recordings (the head fires). The shipped file is float32 (docs/INTERNALS.md "Model
     files"): the float64 graph is converted from the shipped checkpoint here, and the shipped file must
     hold exactly its parameters rounded to float32."""
     torch = require_torch()

@@ -88,9 +88,9 @@ def run(args) -> int:
 
     from ..engine import Session
     from ..errors import EvrtError
-    from ..evaluate import evaluate, evaluate_workers
+    from ..evaluate import evaluate
     from ..geometry import describe_fit
-    from ..parallel import EvalJob, open_job, read_sample, usable_cores
+    from ..parallel import EvalJob, evaluate_workers, open_job, read_sample, usable_cores
     from ..zoo import DEFAULT_MODEL, resolve_model
 
     name = args.dataset.lower()
