@@ -5,9 +5,10 @@ the dataset itself and runs with one numba thread, so N workers use N cores with
 Workers are forked from the parent after its warm-up, so they start with numba and the compiled kernels
 already in memory (milliseconds, where a fresh interpreter spends about a second importing and loading
 the kernel cache) — unless a numba thread pool is already running in the parent (a parallel kernel has
-run), which a fork cannot safely copy: then they are spawned as fresh interpreters. The
-parent sends sample indices, one per task, and gets back per sample exactly what the serial loop
-computes: the clip's logits, ACs/MACs and the per-layer counters. It scores them in index order, so
+run), which a fork cannot safely copy: then they are spawned as fresh interpreters. Workers take
+contiguous blocks of sample indices from a queue (a recording that holds many samples is then decoded
+by one or two workers, not all) and send back, per sample, exactly what the serial loop computes: the
+clip's logits, ACs/MACs and the per-layer counters. It scores them in index order, so
 predictions, the confusion matrix and the counters' report are identical to `--workers 1`.
 
 A sample whose reading or run fails raises its error in the parent, named by index; a worker that dies
@@ -74,6 +75,7 @@ def _init(job: EvalJob) -> None:
     for var in THREAD_VARS:   # read when numba/numpy are imported: a spawned worker has not yet
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
+    one_blas_thread()                              # a forked worker has the parent's BLAS already
     from . import kernels
     threads = getattr(kernels, "threads", None)
     if threads is not None and hasattr(threads, "set_threads"):
@@ -96,6 +98,53 @@ def _run(i: int) -> dict:
     return {"index": i, "label": label, "name": name, "events": int(len(ev)), "read_events": n_events,
             "dropped": dropped, "logits": res.logits, "step_logits": res.step_logits, "acs": res.acs,
             "macs": res.macs, "counts": sess.counts(), "compute_s": dt}
+
+
+def _describe(exc: BaseException) -> str:
+    from .errors import EvrtError
+    return str(exc) if isinstance(exc, EvrtError) else f"{type(exc).__name__}: {exc}"
+
+
+def _worker(job: EvalJob, tasks, results) -> None:
+    """Take blocks (start, stop) of sample indices until None; put ("ok", i, result) per sample, or
+    ("error", i, message) and stop (i = -1: the worker could not start)."""
+    try:
+        _init(job)
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which decides)
+        results.put(("error", -1, _describe(exc)))
+        return
+    while (block := tasks.get()) is not None:
+        for i in range(*block):
+            try:
+                r = _run(i)
+            except BaseException as exc:  # noqa: BLE001
+                results.put(("error", i, _describe(exc)))
+                return
+            results.put(("ok", i, r))
+
+
+def one_blas_thread() -> None:
+    """Limit an already loaded OpenBLAS (numpy's) to one thread, best effort: the environment variables
+    only act before numpy is imported, and a forked worker inherits the parent's numpy. Looks for the
+    library among this process's mappings and calls its set_num_threads (numpy's wheels prefix and
+    suffix the symbol: scipy_openblas_set_num_threads64_)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                     "openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(1)
+                break
 
 
 # --------------------------------------------------------------------------------------- the parent
@@ -130,31 +179,53 @@ def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, 
     return res
 
 
-def run_parallel(job: EvalJob, n: int, workers: int, on_result) -> None:
-    """Run samples 0..n-1 on `workers` processes; call on_result(result) in index order."""
+def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None) -> None:
+    """Run samples 0..n-1 on `workers` processes; call on_result(result) in index order as results
+    arrive. Workers take contiguous blocks of samples (default: about four per worker), so that a
+    recording holding many samples is decoded by few workers, and stream back one result per sample."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    import queue
 
     ctx = mp.get_context(start_method())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init, initargs=(job,))
+    block = block or max(1, -(-n // (4 * workers)))
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for start in range(0, n, block):
+        tasks.put((start, min(start + block, n)))
+    procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True) for _ in range(workers)]
+    for _ in procs:
+        tasks.put(None)
+    waiting, nxt = {}, 0
     try:
-        futures = [pool.submit(_run, i) for i in range(n)]
-        for i, fut in enumerate(futures):   # in index order; later samples run meanwhile
+        for p in procs:
+            p.start()
+        while nxt < n:
             try:
-                res = fut.result()
-            except BrokenProcessPool:
-                raise EvrtError(f"a worker process died while evaluating sample {i} (killed or out of "
-                                f"memory?); rerun with --workers 1 to see the sample's own error") from None
-            except EvrtError as exc:
-                raise EvrtError(f"sample {i}: {exc}") from None
-            except (MemoryError, ValueError, OSError, IndexError, KeyError) as exc:
-                raise EvrtError(f"sample {i}: {type(exc).__name__}: {exc}") from None
-            on_result(res)
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
+                kind, i, payload = results.get(timeout=0.25)
+            except queue.Empty:
+                _check_alive(procs, nxt)
+                continue
+            if kind == "error":
+                raise EvrtError(f"a worker could not start: {payload}" if i < 0 else f"sample {i}: {payload}")
+            waiting[i] = payload
+            while nxt in waiting:
+                on_result(waiting.pop(nxt))
+                nxt += 1
+    finally:
+        _stop(procs)
+        tasks.close()
+        results.close()
+
+
+def _check_alive(procs, nxt: int) -> None:
+    """A worker that ended without reporting (killed, out of memory, a crash in native code) would leave
+    its samples unanswered: end the evaluation with one line instead of waiting."""
+    for p in procs:
+        if p.exitcode is not None and p.exitcode != 0:
+            how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"
+            raise EvrtError(f"a worker process died ({how}) with sample {nxt} or a later one unanswered "
+                            f"(killed or out of memory?); rerun with --workers 1 to see the sample's own error")
+    if all(p.exitcode == 0 for p in procs):
+        raise EvrtError(f"the workers ended with sample {nxt} unanswered")
 
 
 def start_method() -> str:
@@ -169,12 +240,12 @@ def start_method() -> str:
     return "spawn" if getattr(parallel, "_is_initialized", True) else "fork"
 
 
-def _stop(pool) -> None:
-    """Cancel what is queued and end the workers now (an interrupted or failed evaluation)."""
-    procs = list(getattr(pool, "_processes", {}).values())   # the executor has no public kill
-    pool.shutdown(wait=False, cancel_futures=True)
+def _stop(procs) -> None:
+    """End the workers: a finished worker has exited already; after an error or Ctrl-C the rest are
+    terminated (they ignore SIGINT) and reaped."""
     for p in procs:
         if p.is_alive():
             p.terminate()
     for p in procs:
-        p.join(timeout=5)
+        if p.pid is not None:
+            p.join(timeout=5)
