@@ -189,15 +189,15 @@ def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | Non
     ctx = mp.get_context(start_method())
     block = block or max(1, -(-n // (4 * workers)))
     tasks, results = ctx.Queue(), ctx.Queue()
-    for start in range(0, n, block):
-        tasks.put((start, min(start + block, n)))
     procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True) for _ in range(workers)]
-    for _ in procs:
-        tasks.put(None)
     waiting, nxt = {}, 0
     try:
-        for p in procs:
-            p.start()
+        for p in procs:   # before the first put: that starts the queue's feeder thread, and a fork
+            p.start()     # should copy a process without threads
+        for start in range(0, n, block):
+            tasks.put((start, min(start + block, n)))
+        for _ in procs:
+            tasks.put(None)
         while nxt < n:
             try:
                 kind, i, payload = results.get(timeout=0.25)
