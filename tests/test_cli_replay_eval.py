@@ -166,6 +166,19 @@ def test_eval_workers_give_results_identical_to_one_worker(capsys, models, datas
     assert code == 0 and "2 workers" in out and "confusion matrix" in out
 
 
+def test_spawned_workers_give_the_same_results(capsys, monkeypatch, models, dataset):
+    """The start method used when a numba thread pool already runs in the parent."""
+    from evrt import parallel
+    runs = []
+    for w, method in ((1, "fork"), (2, "spawn")):
+        monkeypatch.setattr(parallel, "start_method", lambda m=method: m)
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["original"],
+                             "--model", models["spikingjelly"], "--workers", w, "--json")
+        assert code == 0, err
+        runs.append({k: v for k, v in json_lines(out)[0].items() if k not in TIMING})
+    assert runs[0] == runs[1]
+
+
 def _tonic_copy(tmp_path, dataset):
     import shutil
     root = tmp_path / "copy"
