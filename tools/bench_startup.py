@@ -60,6 +60,15 @@ print(json.dumps({"end": time.time(), "import": t1 - t0, "load": t2 - t1, "read"
 """
 
 
+SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(5_000_000):\n    x += i\nprint(time.perf_counter() - t)"
+
+
+def spin() -> float:
+    """Seconds a fixed pure-Python loop takes in a fresh process: how much of a core this run got (the
+    machine is shared; compare runs by it)."""
+    return float(subprocess.run([sys.executable, "-c", SPIN], capture_output=True, text=True).stdout)
+
+
 def run_once(model: str, cache: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # as an installed package runs: Python's own bytecode cache on (a sandbox that disables it would add
@@ -125,6 +134,7 @@ def main(argv=None) -> int:
         models = [(DEFAULT_MODEL, resolve_model(DEFAULT_MODEL))]
         models += [(n, str(Path(args.ref_dir) / f"{n}.evrt")) for n in REF if (Path(args.ref_dir) / f"{n}.evrt").exists()]
     rows = []
+    spin_before = spin()
     with tempfile.TemporaryDirectory(prefix="evrt-f32-") as tmp:
         todo = []
         for name, path in models:
@@ -134,14 +144,16 @@ def main(argv=None) -> int:
         for i, (name, path) in enumerate(todo):
             print(f"[{i + 1}/{len(todo)}] {name} ...", file=sys.stderr, flush=True)
             rows.append({"name": name, **measure(path, args.warm)})
-    result = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                          "load_avg": os.getloadavg()}, "rows": rows}
+    result = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "executable": sys.executable,
+                          "load_avg": os.getloadavg(), "spin_s": [spin_before, spin()]}, "rows": rows}
     if args.json:
         print(json.dumps(result))
     else:
         print(table(rows))
+        m = result["machine"]
         print(f"\n(seconds; cold = empty numba cache; warm = median of {args.warm}; load average "
-              f"{result['machine']['load_avg'][0]:.1f} at the end)")
+              f"{m['load_avg'][0]:.1f} at the end; a 5M-iteration Python loop took {m['spin_s'][0]:.2f} s before "
+              f"and {m['spin_s'][1]:.2f} s after)")
     return 0
 
 
