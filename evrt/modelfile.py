@@ -51,7 +51,21 @@ COMPRESS_MIN_BYTES = 1 << 16
 
 
 def write(path, members: dict[str, np.ndarray]) -> None:
-    """Write `name -> C-contiguous array` as `name.npy` members with 64-byte aligned data."""
+    """Write `name -> C-contiguous array` as `name.npy` members with 64-byte aligned data. The file is
+    written beside `path` and renamed over it at the end: a reader never sees half a file, and a graph
+    loaded from `path` (its arrays map the old file) can be saved back to `path`."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        _write(tmp, members)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write(path, members: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         for name, arr in members.items():
             arr = np.ascontiguousarray(arr)

@@ -194,3 +194,19 @@ def test_graph_record_and_float32_precision_field(files):
     assert doc["precision"] == "float32" and doc["version"] == 1
     with pytest.raises(GraphError, match="precision must be"):
         toy_graph().save(d / "x.evrt", precision="float16")
+
+
+def test_a_mapped_graph_can_be_saved_over_its_own_file(tmp_path, files):
+    """The arrays view the old file; saving writes a new file and renames it over the old path."""
+    d, g = files
+    path = tmp_path / "m.evrt"
+    g.save(path, precision="float32")
+    h = Graph.load(path)
+    assert h.file_info["mapped_bytes"] > 0
+    h.meta["note"] = "re-saved"
+    h.save(path, precision="float32")
+    again = Graph.load(path)
+    assert again.meta["note"] == "re-saved"
+    for k, p in _params(g).items():
+        np.testing.assert_array_equal(_params(again)[k], p.astype(np.float32))
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.evrt"]
