@@ -88,16 +88,22 @@ def _init(job: EvalJob) -> None:
     _state.update(sess=sess, data=open_job(job, sess))
 
 
-def _run(i: int) -> dict:
-    sess = _state["sess"]
-    ev, label, name, n_events, dropped = read_sample(*_state["data"], i)
-    sess.reset_counters()
+def run_sample(sess, data, i: int) -> dict:
+    """Sample i through ``sess`` (clip mode): everything the parent scores, and the counters it added."""
+    ev, label, name, n_events, dropped = read_sample(*data, i)
+    before = sess.counts()
     t0 = time.perf_counter()
     res = sess.run_clip(ev)
     dt = time.perf_counter() - t0
+    steps, layers = sess.counts()
+    counts = (steps - before[0], [tuple(a - b for a, b in zip(x, y)) for x, y in zip(layers, before[1])])
     return {"index": i, "label": label, "name": name, "events": int(len(ev)), "read_events": n_events,
             "dropped": dropped, "logits": res.logits, "step_logits": res.step_logits, "acs": res.acs,
-            "macs": res.macs, "counts": sess.counts(), "compute_s": dt}
+            "macs": res.macs, "counts": counts, "compute_s": dt}
+
+
+def _run(i: int) -> dict:
+    return run_sample(_state["sess"], _state["data"], i)
 
 
 def _describe(exc: BaseException) -> str:
@@ -148,12 +154,19 @@ def one_blas_thread() -> None:
 
 
 # --------------------------------------------------------------------------------------- the parent
+# an evaluation whose samples would take less than this in one process is not worth starting workers
+SERIAL_BELOW_S = 3.0
+
+
 def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, *, classes=None,
-                     output_map=None, on_sample=None) -> EvalResult:
+                     output_map=None, on_sample=None, data=None, adaptive: bool = False) -> EvalResult:
     """`evaluate` of samples 0..n-1 of ``job`` (an evrt.parallel.EvalJob) on ``workers`` processes, with
     results identical to the serial loop: the same per-sample logits, scored in index order, and every
     worker's counters added to ``session``'s (so ``session.report()`` covers all samples).
-    on_sample(result dict) sees each worker result in order (e.g. to sum fit statistics)."""
+    on_sample(result dict) sees each result in order (e.g. to sum fit statistics). data: the parent's
+    (dataset, fit plan) when it has them open. adaptive: run sample 0 here first and keep going here when
+    all n samples at its pace would take under SERIAL_BELOW_S (workers cost about a second to start);
+    ``extra["workers"]`` says how many ran."""
     from .engine import ClipResult
     from .evaluate import _Scores, warm_up
     from .progress import Progress
@@ -164,37 +177,50 @@ def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, 
     compute = [0.0]
     t0 = time.perf_counter()
     with Progress(n, "eval", enabled=None if progress else False) as bar:
-        def take(r):
+        def take(r, local=False):
             scores.check_label(r["index"], r["label"], r["name"])
             res = ClipResult(r["logits"], r["step_logits"], r["acs"], r["macs"])
             scores.add(r["index"], r["label"], r["name"], r["events"], res)
-            session.add_counts(r["counts"])
+            if not local:               # a sample run here is in session's counters already
+                session.add_counts(r["counts"])
             compute[0] += r["compute_s"]
             if on_sample is not None:
                 on_sample(r)
             bar.update()
-        run_parallel(job, n, workers, take)
+        first = 0
+        if adaptive:
+            data = data if data is not None else open_job(job, session)
+            s0 = time.perf_counter()
+            take(run_sample(session, data, 0), local=True)
+            first = 1
+            if n * (time.perf_counter() - s0) < SERIAL_BELOW_S:
+                workers = 1
+                for i in range(1, n):
+                    take(run_sample(session, data, i), local=True)
+                first = n
+        if first < n:
+            run_parallel(job, n, workers, take, first=first)
     res = scores.result(time.perf_counter() - t0, compute[0], warmup_s)
     res.extra["workers"] = workers
     return res
 
 
-def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None) -> None:
-    """Run samples 0..n-1 on `workers` processes; call on_result(result) in index order as results
+def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None, first: int = 0) -> None:
+    """Run samples first..n-1 on `workers` processes; call on_result(result) in index order as results
     arrive. Workers take contiguous blocks of samples (default: about four per worker), so that a
     recording holding many samples is decoded by few workers, and stream back one result per sample."""
     import multiprocessing as mp
     import queue
 
     ctx = mp.get_context(start_method())
-    block = block or max(1, -(-n // (4 * workers)))
+    block = block or max(1, -(-(n - first) // (4 * workers)))
     tasks, results = ctx.Queue(), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True) for _ in range(workers)]
-    waiting, nxt = {}, 0
+    waiting, nxt = {}, first
     try:
         for p in procs:   # before the first put: that starts the queue's feeder thread, and a fork
             p.start()     # should copy a process without threads
-        for start in range(0, n, block):
+        for start in range(first, n, block):
             tasks.put((start, min(start + block, n)))
         for _ in procs:
             tasks.put(None)

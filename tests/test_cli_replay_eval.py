@@ -166,6 +166,23 @@ def test_eval_workers_give_results_identical_to_one_worker(capsys, models, datas
     assert code == 0 and "2 workers" in out and "confusion matrix" in out
 
 
+@pytest.mark.parametrize("serial_below, used", [(1e9, 1), (0.0, 2)])
+def test_default_workers_adapt_and_give_the_same_results(capsys, monkeypatch, models, dataset, serial_below, used):
+    """Without --workers: sample 0 runs in this process; the rest stays here when the run is short, or goes
+    to the workers (then sample 0's counters, already in this session, are not added twice)."""
+    from evrt import parallel
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "SERIAL_BELOW_S", serial_below)
+    runs = []
+    for extra in (["--workers", "1"], []):
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["tonic"],
+                             "--model", models["recording"], "--json", *extra)
+        assert code == 0, err
+        runs.append(json_lines(out)[0])
+    assert runs[1]["workers"] == used
+    assert {k: v for k, v in runs[1].items() if k not in TIMING} == {k: v for k, v in runs[0].items() if k not in TIMING}
+
+
 def test_spawned_workers_give_the_same_results(capsys, monkeypatch, models, dataset):
     """The start method used when a numba thread pool already runs in the parent."""
     from evrt import parallel

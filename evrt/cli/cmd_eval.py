@@ -26,8 +26,9 @@ def register(sub):
                         "(e.g. class_0..class_10); when the names are gestures they decide and this is checked")
     p.add_argument("--precision", choices=["float32", "float64"], default="float32")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="worker processes, one sample at a time each, one thread each (default: the usable "
-                        "cores; results are identical to --workers 1)")
+                   help="worker processes, one thread each (default: the usable cores, unless the first "
+                        "sample shows the whole run takes under 3 s in one process); results are identical to "
+                        "--workers 1")
     add_fit(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress bar")
     p.set_defaults(func=run)
@@ -129,8 +130,10 @@ def run(args) -> int:
         def count(r):
             fitted["events"] += r["read_events"]
             fitted["dropped"] += r["dropped"]
+        # the default adapts: a short evaluation stays in this process (workers take ~1 s to start)
         res = evaluate_workers(sess, job, n, workers, progress=not args.json, classes=classes, output_map=omap,
-                               on_sample=count)
+                               on_sample=count, data=(ds, plan), adaptive=args.workers is None)
+        workers = res.extra["workers"]
     else:
         def samples():
             for i in range(n):
