@@ -76,8 +76,10 @@ def _init(job: EvalJob) -> None:
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
     one_blas_thread()                              # a forked worker has the parent's BLAS already
-    from . import kernels
-    threads = getattr(kernels, "threads", None)
+    try:                                           # the kernels' thread control, where this evrt has it
+        from .kernels import threads
+    except ImportError:
+        threads = None
     if threads is not None and hasattr(threads, "set_threads"):
         threads.set_threads(1)
     from .engine import Session
