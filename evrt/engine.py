@@ -135,6 +135,22 @@ class Session:
                 real_input=impl.a.get("in_kind") == "real", kind=impl.kind.value)
         self.ctx.dropped_events = 0
 
+    def counts(self) -> tuple:
+        """The counters since reset_counters(), as plain numbers: (steps, per layer (spikes, acs, macs,
+        in_nonzero)). add_counts() adds such a record: how worker processes' counts are merged."""
+        return self._totals.steps, [(c.spikes, c.acs, c.macs, c.in_nonzero) for c in self._totals.layers.values()]
+
+    def add_counts(self, counts: tuple) -> None:
+        steps, layers = counts
+        if len(layers) != len(self._totals.layers):
+            raise GraphError("counts from a different model")
+        self._totals.steps += steps
+        for c, (spikes, acs, macs, nz) in zip(self._totals.layers.values(), layers):
+            c.spikes += spikes
+            c.acs += acs
+            c.macs += macs
+            c.in_nonzero += nz
+
     @property
     def trace(self) -> bool:
         return self.ctx.trace

@@ -138,6 +138,40 @@ def warm_up(session) -> float:
     return time.perf_counter() - t0
 
 
+class _Scores:
+    """The scoring shared by the serial loop and the worker processes: samples added in index order."""
+
+    def __init__(self, classes, output_map):
+        self.classes = classes
+        self.K = K = len(classes)
+        self.omap = np.asarray(output_map if output_map is not None else range(K), dtype=np.int64)
+        if self.omap.size and (self.omap.min() < 0 or self.omap.max() >= K):
+            raise EvrtError("output_map points outside the class list")
+        self.confusion = np.zeros((K, K), np.int64)
+        self.preds, self.acs, self.macs = [], 0, 0
+
+    def check_label(self, i, label, name) -> None:
+        if not 0 <= label < self.K:
+            raise EvrtError(f"sample {name or i}: label {label} outside 0..{self.K - 1}")
+
+    def add(self, i, label, name, n_events, res) -> None:
+        k = res.class_index
+        if k >= len(self.omap):
+            raise EvrtError(f"the model has {len(res.logits)} outputs but only {len(self.omap)} are mapped")
+        pred = int(self.omap[k])
+        self.confusion[label, pred] += 1
+        self.acs += res.acs
+        self.macs += res.macs
+        self.preds.append({"index": i, "name": name, "true": self.classes[label], "pred": self.classes[pred],
+                           "output": k, "confidence": res.confidence, "correct": pred == label,
+                           "events": int(n_events), "acs": int(res.acs), "macs": int(res.macs)})
+
+    def result(self, wall, compute, warmup_s) -> EvalResult:
+        n = max(len(self.preds), 1)
+        return EvalResult(self.classes, self.confusion, self.preds, self.acs / n, self.macs / n,
+                          (self.acs * PJ_PER_AC + self.macs * PJ_PER_MAC) / n, wall, compute, warmup_s)
+
+
 def evaluate(session, samples, progress: bool = True, *, classes=None, output_map=None,
              total: int | None = None, warmup: bool = True) -> EvalResult:
     """Run every sample through ``session.run_clip`` and score it.
@@ -150,40 +184,22 @@ def evaluate(session, samples, progress: bool = True, *, classes=None, output_ma
     classes = list(classes if classes is not None else session.classes)
     if not classes:
         raise EvrtError("no class names: pass classes= or use a model with meta['classes']")
-    K = len(classes)
-    omap = np.asarray(output_map if output_map is not None else range(K), dtype=np.int64)
-    if omap.size and (omap.min() < 0 or omap.max() >= K):
-        raise EvrtError("output_map points outside the class list")
+    scores = _Scores(classes, output_map)
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)
     warmup_s = warm_up(session) if warmup else 0.0
-    confusion = np.zeros((K, K), np.int64)
-    preds, acs, macs = [], 0, 0
     compute = 0.0
     t0 = time.perf_counter()
     with Progress(total, "eval", enabled=None if progress else False) as bar:
         for i, s in enumerate(samples):
             events, label, name = _unpack(s)
-            if not 0 <= label < K:
-                raise EvrtError(f"sample {name or i}: label {label} outside 0..{K - 1}")
+            scores.check_label(i, label, name)
             c0 = time.perf_counter()
             res = session.run_clip(events)
             compute += time.perf_counter() - c0
-            k = res.class_index
-            if k >= len(omap):
-                raise EvrtError(f"the model has {len(res.logits)} outputs but only {len(omap)} are mapped")
-            pred = int(omap[k])
-            confusion[label, pred] += 1
-            acs += res.acs
-            macs += res.macs
-            preds.append({"index": i, "name": name, "true": classes[label], "pred": classes[pred],
-                          "output": k, "confidence": res.confidence, "correct": pred == label,
-                          "events": int(len(events)), "acs": int(res.acs), "macs": int(res.macs)})
+            scores.add(i, label, name, len(events), res)
             bar.update()
-    wall = time.perf_counter() - t0
-    n = max(len(preds), 1)
-    return EvalResult(classes, confusion, preds, acs / n, macs / n, (acs * PJ_PER_AC + macs * PJ_PER_MAC) / n,
-                      wall, compute, warmup_s)
+    return scores.result(time.perf_counter() - t0, compute, warmup_s)
 
 
 def score_clip(session, events, truth: str | None = None) -> dict:

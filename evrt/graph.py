@@ -1,7 +1,8 @@
 """The folded model: a short list of ops with their parameters, saved as one `.evrt` file.
 
 A `.evrt` file is an uncompressed npz: every parameter array is stored as `<op name>/<param name>`,
-and `__graph__` holds UTF-8 JSON with the format version, the model's metadata and the op list.
+and `__graph__` holds UTF-8 JSON with the format version, the model's metadata and the op list. Array
+data is 64-byte aligned in the file so loading maps it instead of reading it (evrt/modelfile.py).
 No pickle anywhere: loading never executes anything from the file.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import modelfile
 from .errors import GraphError
 from .ops import check_op
 
@@ -38,6 +40,8 @@ class Op:
 class Graph:
     meta: dict
     ops: list[Op]
+    # how Graph.load got the parameters: bytes viewed in the mapped file / read into memory
+    file_info: dict = field(default_factory=dict, compare=False, repr=False)
 
     def op(self, name: str) -> Op:
         for op in self.ops:
@@ -76,54 +80,75 @@ class Graph:
         """Output shape of every op (runtime layout), by the ops' shape rules."""
         return self.check()
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, precision: str | None = None) -> None:
+        """Write the graph as one `.evrt` file (evrt/modelfile.py: aligned, uncompressed, mappable).
+        precision "float32": every floating-point parameter is rounded to float32 once, here (what the
+        float32 Session would do at load), so the file is half the size and loads without a copy;
+        None/"float64": parameters are written as they are held (float64 from the builders)."""
         self.check()
+        if precision not in (None, "float64", "float32"):
+            raise GraphError(f"precision must be float32 or float64, got {precision!r}")
         arrays = {}
         for op in self.ops:
             for key, arr in op.params.items():
                 if "/" in key:
                     raise GraphError(f"parameter name {key!r} of op {op.name!r} contains '/'")
+                arr = np.asarray(arr)
+                if arr.dtype.kind == "f" and precision is not None:
+                    arr = arr.astype(PRECISION_DTYPES[precision])
                 arrays[f"{op.name}/{key}"] = np.ascontiguousarray(arr)
         doc = {"format": FORMAT, "version": VERSION, "meta": self.meta,
                "ops": [{k: v for k, v in op.describe().items() if k != "params"} | {"params": sorted(op.params)}
                        for op in self.ops]}
+        if precision is not None:
+            doc["precision"] = precision
         arrays[GRAPH_KEY] = np.frombuffer(json.dumps(doc, default=_json_default).encode(), dtype=np.uint8)
-        path = Path(path)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        modelfile.write(Path(path), arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "Graph":
+        """Read and check a `.evrt` file. Parameters of the aligned layout are views of a private map of
+        the file (no copy; evrt/modelfile.py); older files are read into memory."""
         path = Path(path)
         try:
-            npz = np.load(path, allow_pickle=False)
+            mf = modelfile.ModelFile(path)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise GraphError(f"{path}: not an evrt model file ({exc})") from None
-        with npz:
-            if GRAPH_KEY not in npz.files:
+        with mf:
+            if GRAPH_KEY not in mf.names():
                 raise GraphError(f"{path}: no {GRAPH_KEY} record; not an evrt model file")
             try:
-                doc = json.loads(npz[GRAPH_KEY].tobytes().decode())
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                doc = json.loads(mf.read_bytes(GRAPH_KEY).decode())
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 raise GraphError(f"{path}: graph record is not valid JSON ({exc})") from None
-            if doc.get("format") != FORMAT:
-                raise GraphError(f"{path}: format {doc.get('format')!r} is not {FORMAT!r}")
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise GraphError(f"{path}: graph record cannot be read ({exc})") from None
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+                fmt = doc.get("format") if isinstance(doc, dict) else None
+                raise GraphError(f"{path}: format {fmt!r} is not {FORMAT!r}")
             if doc.get("version") != VERSION:
                 raise GraphError(f"{path}: graph version {doc.get('version')} is not supported "
                                  f"(this evrt reads version {VERSION}); re-run `evrt convert`")
             if not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("ops"), list):
                 raise GraphError(f"{path}: graph record lacks a meta object or an op list")
-            ops = [_read_op(path, npz, d) for d in doc["ops"]]
+            names = mf.names()
+            records = [_read_op(path, d) for d in doc["ops"]]
+            # every header first (dtype, size, bounds, overlap), then the arrays
+            headers = {(r[0], k): _header(path, mf, names, r[0], k) for r in records for k in r[4]}
+            ops = [Op(name, type_, inputs, attrs, {k: _array(path, mf, headers[name, k]) for k in keys})
+                   for name, type_, inputs, attrs, keys in records]
+            loaded = {"mapped_bytes": mf.mapped_bytes, "copied_bytes": mf.copied_bytes}
         graph = cls(doc["meta"], ops)
+        graph.file_info = loaded
         graph.check()
         return graph
 
 
-# the largest parameter array a model file may declare (elements): far above any real layer
-MAX_PARAM_ELEMENTS = 1 << 28
+PRECISION_DTYPES = {"float32": np.float32, "float64": np.float64}
+MAX_PARAM_ELEMENTS = modelfile.MAX_PARAM_ELEMENTS
 
 
-def _read_op(path, npz, d) -> Op:
+def _read_op(path, d) -> tuple:
     """One op record from the file, its structure checked before any array is read."""
     if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("type"), str):
         raise GraphError(f"{path}: an op record lacks a string name or type: {str(d)[:80]}")
@@ -135,34 +160,28 @@ def _read_op(path, npz, d) -> Op:
         raise GraphError(f"{path}: op {name!r}: attrs must be an object")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise GraphError(f"{path}: op {name!r}: params must be a list of names")
-    params = {key: _read_array(path, npz, name, key) for key in keys}
-    return Op(name, d["type"], list(inputs), dict(attrs), params)
+    return name, d["type"], list(inputs), dict(attrs), keys
 
 
-def _read_array(path, npz, op_name, key) -> np.ndarray:
-    """Read `<op>/<key>` after checking its header: a numeric dtype, and no more elements than the bytes
-    the file holds (a header declaring a huge shape must not allocate it)."""
+def _header(path, mf, names, op_name, key):
+    """The `.npy` and zip headers of `<op>/<key>`, checked: a numeric dtype, no more elements than the
+    bytes the member holds (a header declaring a huge shape must not allocate it), inside the file and
+    overlapping no other member."""
     entry = f"{op_name}/{key}"
-    member = entry + ".npy"
-    if entry not in npz.files:
+    if entry not in names:
         raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} listed in the graph is missing")
     try:
-        info = npz.zip.getinfo(member)
-        with npz.zip.open(member) as f:
-            major, _ = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(f)
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        return op_name, key, mf.header(entry)
+    except modelfile.ModelFileError as exc:
+        raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} {exc}") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} is not a readable array ({exc})") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} has dtype {dtype}; "
-                         f"expected a real number array")
-    n = int(np.prod(shape, dtype=np.float64))
-    if n > MAX_PARAM_ELEMENTS or n * dtype.itemsize > info.file_size:
-        raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} declares shape {shape} "
-                         f"({n * dtype.itemsize} bytes) but the file holds {info.file_size} bytes for it")
+
+
+def _array(path, mf, header) -> np.ndarray:
+    op_name, key, member = header
     try:
-        return npz[entry]
+        return mf.array(member)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise GraphError(f"{path}: op {op_name!r}: parameter {key!r} cannot be read ({exc})") from None
 

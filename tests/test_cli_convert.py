@@ -117,3 +117,21 @@ def test_convert_and_predict_with_torch_unimportable(files, tmp_path):
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     direct = Session(str(out_model), "float32").run_clip(ev)
     assert res["class_index"] == direct.class_index
+
+
+def test_convert_float32_halves_the_file_and_predicts_the_same(files, capsys):
+    d, ckpt, _, _, ev, _ = files
+    sizes = {}
+    for prec in ("float64", "float32"):
+        out_model = d / f"m_{prec}.evrt"
+        code, out, err = run_cli(capsys, "convert", ckpt, "--arch", "sdt", "-o", out_model, "--sensor", "64x64",
+                                 "--precision", prec, "--json")
+        assert code == 0, err
+        summary = json.loads(out)
+        assert summary["precision"] == prec and summary["bytes"] == out_model.stat().st_size
+        sizes[prec] = summary["bytes"]
+    assert sizes["float32"] < 0.55 * sizes["float64"]
+    a = Session(str(d / "m_float64.evrt"), "float32").run_clip(ev)
+    b = Session(str(d / "m_float32.evrt"), "float32").run_clip(ev)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert a.acs == b.acs > 0

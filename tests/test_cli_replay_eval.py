@@ -144,6 +144,112 @@ def test_eval_label_order_maps_a_model_without_gesture_names(capsys, models, dat
     assert a["confusion"] == b["confusion"] and a["accuracy"] == b["accuracy"]
 
 
+TIMING = {"wall_s", "compute_s", "samples_per_s", "warmup_s", "workers"}
+
+
+def test_eval_workers_give_results_identical_to_one_worker(capsys, models, dataset):
+    """Predictions (with confidences), confusion, counters, NeuroBench figures, fit statistics: the
+    same with 1, 2 and 3 worker processes; only the timings differ."""
+    runs = {}
+    for w in (1, 2, 3):
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["tonic"],
+                             "--model", models["recording"], "--workers", w, "--json")
+        assert code == 0, err
+        (runs[w],) = json_lines(out)
+        assert runs[w]["workers"] == w
+    assert runs[1]["mean_acs"] > 0 and len(runs[1]["predictions"]) == len(dataset["samples"])
+    for w in (2, 3):
+        assert {k: v for k, v in runs[w].items() if k not in TIMING} == \
+            {k: v for k, v in runs[1].items() if k not in TIMING}
+    code, out, _ = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["tonic"],
+                       "--model", models["recording"], "--workers", 2)
+    assert code == 0 and "2 workers" in out and "confusion matrix" in out
+
+
+@pytest.mark.parametrize("serial_below, used", [(1e9, 1), (0.0, 2)])
+def test_default_workers_adapt_and_give_the_same_results(capsys, monkeypatch, models, dataset, serial_below, used):
+    """Without --workers: sample 0 runs in this process; the rest stays here when the run is short, or goes
+    to the workers (then sample 0's counters, already in this session, are not added twice)."""
+    from evrt import parallel
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "SERIAL_BELOW_S", serial_below)
+    runs = []
+    for extra in (["--workers", "1"], []):
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["tonic"],
+                             "--model", models["recording"], "--json", *extra)
+        assert code == 0, err
+        runs.append(json_lines(out)[0])
+    assert runs[1]["workers"] == used
+    assert {k: v for k, v in runs[1].items() if k not in TIMING} == {k: v for k, v in runs[0].items() if k not in TIMING}
+
+
+def test_spawned_workers_give_the_same_results(capsys, monkeypatch, models, dataset):
+    """The start method used when a numba thread pool already runs in the parent."""
+    from evrt import parallel
+    runs = []
+    for w, method in ((1, "fork"), (2, "spawn")):
+        monkeypatch.setattr(parallel, "start_method", lambda m=method: m)
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["original"],
+                             "--model", models["spikingjelly"], "--workers", w, "--json")
+        assert code == 0, err
+        runs.append({k: v for k, v in json_lines(out)[0].items() if k not in TIMING})
+    assert runs[0] == runs[1]
+
+
+def _tonic_copy(tmp_path, dataset):
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(dataset["tonic"], root)
+    return root, sorted((root / "ibmGestureTest").rglob("*.npy"))
+
+
+def test_eval_workers_bad_sample_is_one_line(capsys, tmp_path, models, dataset):
+    root, files = _tonic_copy(tmp_path, dataset)
+    files[3].write_bytes(b"\x93NUMPY garbage")
+    for w in (1, 2):
+        code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", root, "--model",
+                             models["recording"], "--workers", w, "--json")
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("evrt eval: error:") and files[3].name in err
+
+
+def test_eval_worker_crash_is_one_line_and_leaves_no_process(capsys, monkeypatch, models, dataset):
+    import multiprocessing
+    import os
+    import signal
+
+    from evrt import parallel
+    real = parallel.read_sample
+
+    def dies_on_sample_2(ds, plan, i):
+        if i == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(ds, plan, i)
+    monkeypatch.setattr(parallel, "read_sample", dies_on_sample_2)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")   # the workers inherit the patch
+    code, out, err = cli(capsys, "eval", "--dataset", "dvsgesture", "--root", dataset["tonic"],
+                         "--model", models["recording"], "--workers", 2, "--json")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "worker process died" in err
+    assert multiprocessing.active_children() == []
+
+
+def test_interrupted_parallel_eval_stops_its_workers(models, dataset):
+    import multiprocessing
+
+    from evrt import parallel
+    job = parallel.EvalJob(models["recording"], "float32", "dvsgesture", dataset["tonic"], "test", "recording",
+                           "downsample")
+    seen = []
+
+    def interrupt(r):
+        seen.append(r["index"])
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        parallel.run_parallel(job, len(dataset["samples"]), 2, interrupt)
+    assert seen == [0] and multiprocessing.active_children() == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "dvsgesture", "--root", "{missing}"], "does not exist"),
     (["--dataset", "mnist-dvs", "--root", "{root}"], "unknown dataset"),

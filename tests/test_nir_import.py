@@ -273,8 +273,8 @@ def test_zoo_card_lists_the_shipped_model_and_it_is_the_nir_file_converted(nir):
         [(o.name, o.type, o.inputs, json.loads(json.dumps(o.attrs))) for o in fresh.ops]
     for a, b in zip(shipped.ops, fresh.ops):
         assert sorted(a.params) == sorted(b.params)
-        for k in a.params:
-            np.testing.assert_array_equal(a.params[k], b.params[k])
+        for k in a.params:   # a float32 model file holds the fresh parameters rounded once
+            np.testing.assert_array_equal(a.params[k], b.params[k].astype(a.params[k].dtype))
     runtime = sum(p.size for o in shipped.ops for k, p in o.params.items() if not k.startswith("nir_"))
     assert runtime == card["params"] == shipped.num_params and shipped.meta["classes"] == card["classes"]
     # `evrt inspect` prints that count, and its synaptic part is the NIR file's own weights and biases

@@ -9,13 +9,18 @@ import sys
 from ..errors import EvrtError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every sub-command, or with just `only` (a command name) when that is all a
+    command line needs: registering a command imports its module, and some pull in numba, the model
+    architectures or zmq, which `evrt eval ...` should not wait for (docs/INTERNALS.md "Start-up")."""
     parser = argparse.ArgumentParser(prog="evrt", description="Event-driven inference for spiking vision transformers.")
     parser.add_argument("--version", action="version", version=f"evrt {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name.startswith("cmd_"):
-            importlib.import_module(f"{__name__}.{mod.name}").register(sub)
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("cmd_"))
+    if only is not None and f"cmd_{only}" in names:
+        names = [f"cmd_{only}"]
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
@@ -25,7 +30,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first argument (global options such as --version need the whole parser)
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -20,10 +20,12 @@ def register(sub):
     p.add_argument("--heads", type=int, help="attention heads, when the checkpoint's args do not say")
     p.add_argument("--input-size", type=int, help="SpikingResformer: model input size after the resize (default 64)")
     p.add_argument("--neuron", choices=["dif", "if"], help="CSDformer: delayed IF (exact, default) or plain IF")
+    p.add_argument("--precision", choices=["float64", "float32", "int8"], default="float64",
+                   help="parameters in the file: float64 as folded (default); float32 rounds once here (what "
+                        "the float32 runtime does anyway), halves the file and loads without a copy; int8 "
+                        "quantises conv2d/linear weights with per-output-channel scales (docs/SEMANTICS.md, "
+                        "\"Int8 weights\"), the rest float32. An existing .evrt can be given as input")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never the checkpoint)")
-    p.add_argument("--precision", choices=["float64", "int8"], default="float64",
-                   help="weights as folded (float64, default) or int8 with per-output-channel scales for conv2d/"
-                        "linear (docs/SEMANTICS.md, \"Int8 weights\"); an existing .evrt can be given as input")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     from .nir_args import add_nir_args
     add_nir_args(p)
@@ -111,42 +113,54 @@ def run(args) -> int:
         from ..quant import quantise_graph
         graph = quantise_graph(graph)
     try:
-        graph.save(args.output)
+        graph.save(args.output, precision=file_precision(args.precision))
     except OSError as e:
         raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
     meta = graph.meta
     summary = {"output": args.output, "arch": args.arch, "T": meta["T"], "params": graph.num_params,
+               "precision": args.precision, "bytes": Path(args.output).stat().st_size,
                "ops": len(graph.ops), "classes": meta["classes"], "unused_keys": meta["unused_keys"],
                "convert_seconds": meta["convert_seconds"]}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"wrote {args.output}: {args.arch}, T={meta['T']}, {graph.num_params:,} parameters, "
-              f"{len(graph.ops)} ops ({meta['convert_seconds']:.2f} s)")
+              f"{len(graph.ops)} ops, {args.precision} ({summary['bytes']:,} bytes, {meta['convert_seconds']:.2f} s)")
         if meta["unused_keys"]:
             print(f"unused checkpoint tensors (not needed at inference): {', '.join(meta['unused_keys'])}")
     return 0
 
 
+def file_precision(precision: str) -> str:
+    """The float precision Graph.save writes: an int8 model keeps its scales and biases in float32."""
+    return "float32" if precision == "int8" else precision
+
+
 def requantise(args) -> int:
-    """An existing .evrt model to another weight precision (int8: conv2d/linear weights quantised)."""
+    """An existing .evrt model to float32 or int8 (conv2d/linear weights quantised) parameters."""
     from ..graph import Graph
     from ..quant import quantise_graph, weight_bytes
 
-    if args.precision != "int8":
-        raise EvrtError(f"{args.checkpoint} is already an evrt model; give --precision int8 to quantise it")
+    if args.precision == "float64":
+        raise EvrtError(f"{args.checkpoint} is already an evrt model; give --precision float32 or int8 to "
+                        "rewrite it")
     if args.arch:
         raise EvrtError("--arch does not apply to an .evrt model")
     check_output(args.output, [args.checkpoint], args.force)
-    graph = quantise_graph(Graph.load(args.checkpoint))
+    graph = Graph.load(args.checkpoint)
+    if args.precision == "int8":
+        graph = quantise_graph(graph)
     try:
-        graph.save(args.output)
+        graph.save(args.output, precision=file_precision(args.precision))
     except OSError as e:
         raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
-    summary = {"output": args.output, "precision": "int8", "ops": len(graph.ops),
-               "weight_bytes": weight_bytes(graph, "int8"), "params": graph.num_params}
+    summary = {"output": args.output, "precision": args.precision, "ops": len(graph.ops),
+               "weight_bytes": weight_bytes(graph, args.precision), "params": graph.num_params,
+               "bytes": Path(args.output).stat().st_size}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"wrote {args.output}: int8 conv2d/linear weights, {summary['weight_bytes']:,} weight bytes")
+        what = "int8 conv2d/linear weights" if args.precision == "int8" else "float32 parameters"
+        print(f"wrote {args.output}: {what}, {summary['weight_bytes']:,} weight bytes, "
+              f"{summary['bytes']:,} bytes in all")
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import EvrtError
 
 
 def add_nir_args(p):
@@ -22,11 +23,14 @@ def convert_nir(args, classes) -> int:
 
     graph = import_nir(args.checkpoint, profile=args.nir_profile, dt=args.dt, time_window_us=args.time_window_us,
                        timesteps=args.timesteps, classes=classes)
-    graph.save(args.output)
+    try:
+        graph.save(args.output, precision=args.precision)
+    except OSError as e:
+        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
     meta = graph.meta
     n_params = graph.num_params
     summary = {"output": args.output, "arch": "nir", "profile": meta["nir"]["profile"], "dt": meta["nir"]["dt"],
-               "T": meta["T"], "params": n_params, "ops": len(graph.ops), "classes": meta["classes"],
+               "T": meta["T"], "params": n_params, "precision": args.precision, "ops": len(graph.ops), "classes": meta["classes"],
                "framing": meta.get("framing")}
     if args.json:
         print(json.dumps(summary))

@@ -149,10 +149,12 @@ def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
 
 @njit(cache=True)
 def _fill_bias(b, out):
-    ho, wo, _ = out.shape
+    ho, wo, co = out.shape
+    n = min(co, b.size)
     for oy in range(ho):
         for ox in range(wo):
-            out[oy, ox, :] = b
+            for c in range(n):        # an element loop: a slice assignment compiles numba's string
+                out[oy, ox, c] = b[c]  # formatting for its shape-mismatch error (seconds of cold start)
 
 
 # Weight bytes the event path keeps hot at a time: larger layers are cut into blocks of kernel taps and
@@ -217,7 +219,9 @@ def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx
     sw = cig // nsub
     for oy in range(oy0, oy1):
         for ox in range(wo):
-            out4[oy, ox] = b2
+            for g in range(min(groups, b2.shape[0])):   # element loops, not out4[oy, ox] = b2 (see _fill_bias)
+                for j in range(min(cpg, b2.shape[1])):
+                    out4[oy, ox, g, j] = b2[g, j]
     ny, oy_t, ky_t = _taps(h, out4.shape[0], kh, stride, pad)
     nx, ox_t, kx_t = _taps(wd, wo, kw, stride, pad)
     y0 = max(0, oy0 * stride - pad)                 # the input rows that reach rows oy0 ... oy1 - 1

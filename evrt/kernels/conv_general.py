@@ -50,7 +50,8 @@ def _scatter_one(out, w, v, y, x, ci, o0, cpg, sh, sw, ph, pw, dh, dw):
 def _fill(b, out):
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j, :] = b
+            for c in range(min(b.size, out.shape[2])):   # not out[i, j, :] = b: see conv._fill_bias
+                out[i, j, c] = b[c]
 
 
 @njit(cache=True)

@@ -9,6 +9,13 @@ from .. import kernels as K
 from .base import Attr, Kind, OpImpl, Param, op_type
 
 
+def _flat(*arrays):
+    """Flat views of C-contiguous arrays: the neuron kernels work element-wise, and one 1-D signature
+    per kernel (instead of one per rank of the layers that use it) is what numba compiles on a cold
+    start (docs/INTERNALS.md "Start-up")."""
+    return tuple(a.reshape(-1) for a in arrays)
+
+
 class Neuron(OpImpl):
     kind = Kind.NEURON
 
@@ -57,10 +64,10 @@ class LIF(Neuron):
         self.k = dtype(self.a["k"])
 
     def fire(self, x, h):
-        return K.lif_step(x, self.v, self.k, self.vth, self.out, h)
+        return K.lif_step(*_flat(x, self.v), self.k, self.vth, *_flat(self.out, h))
 
     def fire_forced(self, x, f, h):
-        return K.lif_step_forced(x, self.v, self.k, self.vth, f, self.out, h)
+        return K.lif_step_forced(*_flat(x, self.v), self.k, self.vth, *_flat(f, self.out, h))
 
 
 @op_type("table_lif")
@@ -104,12 +111,12 @@ class TableLIF(Neuron):
 
     def fire(self, x, h):
         r, c, th, sg = self._row()
-        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h)
+        n = K.table_step(*_flat(x, self.v), r, c, th, sg, self.k, *_flat(self.out, h))
         self._unscale(h)
         return n
 
     def fire_forced(self, x, f, h):
         r, c, th, sg = self._row()
-        n = K.table_step_forced(x, self.v, r, c, th, sg, self.k, f, self.out, h)
+        n = K.table_step_forced(*_flat(x, self.v), r, c, th, sg, self.k, *_flat(f, self.out, h))
         self._unscale(h)
         return n
