@@ -135,3 +135,12 @@ def test_convert_float32_halves_the_file_and_predicts_the_same(files, capsys):
     b = Session(str(d / "m_float32.evrt"), "float32").run_clip(ev)
     np.testing.assert_array_equal(a.logits, b.logits)
     assert a.acs == b.acs > 0
+    # an existing float64 model rewritten to float32 is the same file the checkpoint convert wrote
+    redo = d / "m_redo.evrt"
+    code, out, err = run_cli(capsys, "convert", d / "m_float64.evrt", "--precision", "float32", "-o", redo, "--json")
+    assert code == 0, err
+    assert json.loads(out)["bytes"] == redo.stat().st_size
+    c = Session(str(redo), "float32").run_clip(ev)
+    np.testing.assert_array_equal(a.logits, c.logits)
+    code, _, err = run_cli(capsys, "convert", d / "m_float64.evrt", "-o", d / "m_again.evrt")
+    assert code == 2 and "already an evrt model" in err and err.count("\n") <= 1

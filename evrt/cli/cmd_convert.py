@@ -24,7 +24,7 @@ def register(sub):
                    help="parameters in the file: float64 as folded (default); float32 rounds once here (what "
                         "the float32 runtime does anyway), halves the file and loads without a copy; int8 "
                         "quantises conv2d/linear weights with per-output-channel scales (docs/SEMANTICS.md, "
-                        "\"Int8 weights\"), the rest float32. An existing .evrt can be given as input")
+                        "\"Int8 weights\"), the rest as folded. An existing .evrt can be given as input")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never the checkpoint)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     from .nir_args import add_nir_args
@@ -131,9 +131,10 @@ def run(args) -> int:
     return 0
 
 
-def file_precision(precision: str) -> str:
-    """The float precision Graph.save writes: an int8 model keeps its scales and biases in float32."""
-    return "float32" if precision == "int8" else precision
+def file_precision(precision: str) -> str | None:
+    """The float precision Graph.save writes. An int8 model keeps its other parameters as they are (the
+    int8 mode applies scale and bias in float64, so a converted int8 file equals int8 at run time)."""
+    return None if precision == "int8" else precision
 
 
 def requantise(args) -> int:
