@@ -315,6 +315,55 @@ spread.
 """]
 
 
+def machine_lines(bdir: Path) -> list:
+    """The whole-machine measurements of their own tools, each rendered when its JSON is in docs/bench/:
+    threads.json (tools/bench_threads.py), workers.json (tools/bench_workers.py), startup.json
+    (tools/bench_startup.py). Each is one run of that tool with --json; the command is printed with it."""
+    L = []
+    th = bdir / "threads.json"
+    if th.is_file():
+        d = json.loads(th.read_text())
+        n = d["threads"]
+        L += [f"## One stream on every core: 1 vs {n} threads inside a step\n",
+              f"`python tools/bench_threads.py --reps 6 --samples 2 --json > docs/bench/threads.json`: the full "
+              "configurations, one process, the thread counts alternating rep by rep (ABBA); wall time per "
+              "sample (model compute, input framing included), median with min–max over all reps. Results are "
+              "bit-identical at any thread count (tests/test_threads.py). Target: ≥ 1.7×.\n",
+              f"| model | 1 thread, ms | {n} threads, ms | speed-up (median) | target met | load before → after |",
+              "|---|---:|---:|---:|---|---|"]
+        for r in d["results"]:
+            a, b = r["t1"], r[f"t{n}"]
+            L.append(f"| {r['model']} | {a['median_ms']:.0f} ({a['min_ms']:.0f}–{a['max_ms']:.0f}) | "
+                     f"{b['median_ms']:.0f} ({b['min_ms']:.0f}–{b['max_ms']:.0f}) | {r['speedup_median']:.2f}× | "
+                     f"{'yes' if r['speedup_median'] >= 1.7 else 'no'} | {r['load_before']:.1f} → {r['load_after']:.1f} |")
+        L.append("")
+    wk = bdir / "workers.json"
+    if wk.is_file():
+        d = json.loads(wk.read_text())
+        L += ["## Throughput on the whole machine: `evrt eval --workers N`\n",
+              "`python tools/bench_workers.py --repeat 3 --json > docs/bench/workers.json`: fresh `evrt eval "
+              f"--json` processes on the shipped synthetic test split ({d['n']} samples, the default model), "
+              "worker counts interleaved; samples/s over the evaluation's wall time (worker start-up included, "
+              "the parent's JIT warm-up not). Predictions identical in every run. Target: ≥ 1.8× at 2 workers.\n",
+              "| workers | samples/s (median) | all runs | speed-up | whole command, s |", "|---|---:|---|---:|---:|"]
+        for w, r in d["summary"].items():
+            L.append(f"| {w} | {r['samples_per_s_median']:.2f} | {', '.join(f'{v:.2f}' for v in r['samples_per_s'])} "
+                     f"| {r['speedup']:.2f}× | {r['process_s_median']:.1f} |")
+        L.append(f"\nLoad average at the end: {d['load_avg'][0]:.1f} on {d['cpus']} CPUs.\n")
+    st = bdir / "startup.json"
+    if st.is_file():
+        from tools.bench_startup import table
+        d = json.loads(st.read_text())
+        m = d["machine"]
+        L += ["## Start-up: cold (empty numba cache) and warm\n",
+              "`python tools/bench_startup.py --float32 --json > docs/bench/startup.json`: each run a fresh "
+              "process, seconds. Targets: cold total ≤ 15 s, warm import + load + first step ≤ 0.5 s.\n",
+              table(d["rows"]),
+              f"\nPython {m['python']}; load average {m['load_avg'][0]:.1f} at the end; a 5M-iteration Python loop "
+              f"took {m['spin_s'][0]:.2f} s before and {m['spin_s'][1]:.2f} s after.\n"]
+    return L
+
+
 def write_report(raw_path, out_path):
     """docs/BENCHMARKS.md + docs/bench/{timings,sweep}.csv + docs/bench/event_rate.png from results.json."""
     import csv
@@ -573,6 +622,7 @@ def write_report(raw_path, out_path):
             srt = sorted(ratios)
             L.append(f"\nms/sample ratios: median {_median(ratios):.2f}, range {srt[0]:.2f}–{srt[-1]:.2f} "
                      f"over {len(ratios)} jobs.\n")
+    L += machine_lines(bdir)
     L += METHOD
     extra = bdir / "notes.md"   # hand-written notes (optimisation history), appended verbatim
     if extra.is_file():
