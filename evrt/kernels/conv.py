@@ -201,6 +201,65 @@ def _nz_csr(x, groups, nsub, ptr, idx):
 
 
 @njit(cache=True)
+def list_counts(li, n, h, wd, c, kh, kw, stride, pad, ho, wo, cout_per_group):
+    """conv2d_counts from a spike list (flat indices into an (H, W, C) 0/1 map, li[:n]) instead of a scan
+    of the map: (nnz, pairs, weighted, non-zeros per input row). weighted = pairs, exactly as the scan's
+    float sums of ones give it."""
+    ny = _taps(h, ho, kh, stride, pad)[0]
+    nx = _taps(wd, wo, kw, stride, pad)[0]
+    rn = np.zeros(h, np.int64)
+    pairs = 0
+    for q in range(n):
+        pix = np.int64(li[q]) // c
+        yy = pix // wd
+        rn[yy] += 1
+        pairs += ny[yy] * nx[pix - yy * wd] * cout_per_group
+    return n, pairs, np.float64(pairs), rn
+
+
+@njit(cache=True)
+def _list_row_nnz(li, n, h, row_len):
+    """Non-zeros per input row of an (H, W, C) map from its spike list (row_len = W * C)."""
+    rn = np.zeros(h, np.int64)
+    for q in range(n):
+        rn[np.int64(li[q]) // row_len] += 1
+    return rn
+
+
+@njit(cache=True)
+def _list_csr(li, n, c, groups, nsub, ptr, idx):
+    """_nz_csr's lists built from a spike list li[:n] (ascending flat indices) in O(n + segments): a
+    counting sort by segment. Ascending indices keep each segment's offsets ascending, so ptr and idx
+    come out exactly as the scan writes them. ptr has one entry per segment + 1."""
+    cig = c // groups
+    sw = cig // nsub
+    nseg = ptr.size - 1
+    ptr[:] = 0
+    for q in range(n):
+        i = np.int64(li[q])
+        pix = i // c
+        ch = i - pix * c
+        g = ch // cig
+        sub = (ch - g * cig) // sw
+        ptr[((pix * nsub + sub) * groups + g) + 1] += 1
+    for s in range(nseg):
+        ptr[s + 1] += ptr[s]
+    for q in range(n):                     # ptr[s] runs as segment s's cursor, ending at its end
+        i = np.int64(li[q])
+        pix = i // c
+        ch = i - pix * c
+        g = ch // cig
+        r = ch - g * cig
+        sub = r // sw
+        s = (pix * nsub + sub) * groups + g
+        idx[ptr[s]] = r - sub * sw
+        ptr[s] += 1
+    for s in range(nseg, 0, -1):            # the cursors stand at the ends: shift back to the starts
+        ptr[s] = ptr[s - 1]
+    ptr[0] = 0
+
+
+@njit(cache=True)
 def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1, yb):
     """The event path on the output rows oy0 <= oy < oy1: out4[oy0:oy1] (Ho, Wo, groups, Cout/groups) =
     b2 + conv(x, w3), w3 the weight rows (kh*kw*Cin/groups, groups, Cout/groups), ptr/idx the non-zero
@@ -284,6 +343,25 @@ def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
     """The event path on one thread: all output rows as one part."""
     ones = _nz_csr(x, w3.shape[1], nsub, ptr, idx)
     _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0], 0)
+
+
+@njit(cache=True)
+def _conv_scatter_list(li, nl, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, x):
+    """_conv_scatter fed by a spike list: the lists come from li[:nl], not from a scan of x (0/1)."""
+    _list_csr(li, nl, x.shape[2], w3.shape[1], nsub, ptr, idx)
+    _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, True, 0, out4.shape[0], 0)
+
+
+@njit(cache=True, parallel=True)
+def _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz):
+    """_conv_scatter_par fed by a spike list: the whole map's lists are built once (O(spikes)), and each
+    band reads its input rows from them; the bands and the adds are those of the scan path."""
+    h, wd, cin = x.shape
+    _list_csr(li, nl, cin, w3.shape[1], nsub, ptr, idx)
+    bands = row_bands(_out_row_work(h, wd, out4.shape[0], kh, stride, pad, row_nnz), n)
+    for i in prange(bands.size - 1):
+        _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, True,
+                           bands[i], bands[i + 1], 0)
 
 
 @njit(cache=True)
@@ -405,10 +483,12 @@ def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
     return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
 
 
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None):
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None,
+                        spikes=None):
     """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts.
     threads: None = get_threads(); the result does not depend on it. rows: row_nonzeros_par(x) when
-    the caller has it (the count pass)."""
+    the caller has it (the count pass). spikes: (li, n) when x is a 0/1 map whose non-zeros are the
+    ascending flat indices li[:n] (a neuron's spike list): the lists are built from it, not by a scan."""
     kh, kw, cig, cout = w.shape
     cpg = cout // groups
     if cig == 1 and cpg == 1 and groups > 1:
@@ -421,7 +501,16 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYT
     o = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
     n = get_threads() if threads is None else threads
-    if n > 1 and o.shape[0] > 1:
+    if spikes is not None:
+        li, nl = spikes
+        ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
+        idx = _scratch("idx", x.size + 1, np.int32)
+        if n > 1 and o.shape[0] > 1:
+            rn = rows[0] if rows is not None else _list_row_nnz(li, nl, x.shape[0], x.shape[1] * x.shape[2])
+            _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n, rn)
+        else:
+            _conv_scatter_list(li, nl, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, x)
+    elif n > 1 and o.shape[0] > 1:
         if rows is None:
             rows = row_nonzeros_par(x)
         ptr = _scratch("ptr", n * (x.shape[0] * x.shape[1] * groups * nsub + 1), np.int64)
@@ -526,14 +615,15 @@ def conv2d_dense(x, w, b, stride, pad, groups, out):
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
 
-def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Counts:
+def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None, spikes=None) -> Counts:
     """out (Ho, Wo, Cout) <- b + conv(x, w); returns Counts(nnz, pairs, weighted).
 
     pairs = number of (non-zero input, output neuron) pairs in bounds; weighted = Σ of the input value
     over those pairs (float); nnz comes from the count pass that picks the path (no extra scan of x).
     Takes the event path unless more than `dense_above` of the inputs are non-zero (None: the measured
     break-even for the layer kind; >= 1 forces the event path, a negative value the dense path); the
-    counts do not depend on the path.
+    counts do not depend on the path. spikes: (li, n), x's spike list (see conv2d_scatter_only): the
+    counts and the event path's lists then come from it instead of scans of x; same results, bit for bit.
     """
     kh, kw, cig, cout = w.shape
     if x.shape[2] != cig * groups or cout % groups:
@@ -543,7 +633,11 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     ho, wo = out.shape[0], out.shape[1]
     n = get_threads()
     rows = None
-    if n > 1 and x.size >= PAR_MIN_ELEMENTS:
+    if spikes is not None:
+        nnz, pairs, weighted, rn = list_counts(spikes[0], spikes[1], x.shape[0], x.shape[1], x.shape[2], kh, kw,
+                                               stride, pad, ho, wo, cout // groups)
+        rows = (rn, None)
+    elif n > 1 and x.size >= PAR_MIN_ELEMENTS:
         nnz, pairs, weighted, rn, ro = conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout // groups)
         rows = (rn, ro)
     else:
@@ -551,7 +645,8 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     if nnz > dense_above * x.size:
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
-        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows)
+        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows,
+                            spikes=spikes)
     return Counts(int(nnz), int(pairs), float(weighted))
 
 

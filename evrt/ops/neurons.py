@@ -17,6 +17,8 @@ class Neuron(OpImpl):
         self.v = np.zeros(self.out_shape, dtype)
         self.h = np.zeros(self.out_shape, dtype)
         self.no_h = np.zeros(0, dtype)
+        self.idx = None      # int32 buffer for the spike list, when a consumer reads it (list_spikes)
+        self.spikes = None   # (idx, n) after an unforced step that listed its spikes, else None
         c = self.out_shape[-1]
         vth = self.op.params.get("vth")
         if vth is None:
@@ -29,6 +31,13 @@ class Neuron(OpImpl):
     def reset(self):
         self.v[...] = 0
 
+    lists_spikes = False     # the kernel can list the fired indices while it thresholds (fire(..., idx))
+
+    def list_spikes(self):
+        """From now on, emit each unforced step's spike list (docs/INTERNALS.md "Spike lists")."""
+        if self.lists_spikes and self.idx is None:
+            self.idx = np.empty(int(np.prod(self.out_shape)), np.int32)
+
     def run(self, inputs, ctx):
         x = np.ascontiguousarray(inputs[0], dtype=self.dtype).reshape(self.out_shape)
         h = self.h if ctx.trace else self.no_h
@@ -36,8 +45,10 @@ class Neuron(OpImpl):
         if forced is not None:
             f = np.ascontiguousarray(forced, dtype=self.dtype).reshape(self.out_shape)
             n = self.fire_forced(x, f, h)
+            self.spikes = None          # forced spikes are whatever the caller gave: no list
         else:
             n = self.fire(x, h)
+            self.spikes = (self.idx, int(n)) if self.idx is not None else None
         self.stats.spikes = int(n)
         if ctx.trace:
             ctx.record(self.name, self.out, self.h)
@@ -56,8 +67,10 @@ class LIF(Neuron):
         super().__init__(op, in_shapes, dtype, resolved)
         self.k = dtype(self.a["k"])
 
+    lists_spikes = True
+
     def fire(self, x, h):
-        return K.lif_step(x, self.v, self.k, self.vth, self.out, h)
+        return K.lif_step(x, self.v, self.k, self.vth, self.out, h, self.idx)
 
     def fire_forced(self, x, f, h):
         return K.lif_step_forced(x, self.v, self.k, self.vth, f, self.out, h)
@@ -72,6 +85,7 @@ class TableLIF(Neuron):
     attrs = {"k": Attr(float, 0.5), "vth": Attr(float, 1.0)}
     params = {n: Param(("steps", "c")) for n in ("r", "c", "theta", "sign")}
     per_step = True
+    lists_spikes = True
 
     @classmethod
     def bind(cls, a, ins):
@@ -104,7 +118,7 @@ class TableLIF(Neuron):
 
     def fire(self, x, h):
         r, c, th, sg = self._row()
-        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h)
+        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h, self.idx)
         self._unscale(h)
         return n
 
