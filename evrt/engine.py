@@ -136,7 +136,7 @@ class Session:
             while src is not None and src.type_name == "reshape":
                 src = self._by_name.get(src.op.inputs[0])
             if src is not None and getattr(src, "lists_spikes", False):
-                src.list_spikes()
+                src.list_spikes(impl.dense_above())
                 impl.source = src
 
     # ------------------------------------------------------------------------------------------ state

@@ -202,57 +202,104 @@ def _nz_csr(x, groups, nsub, ptr, idx):
 
 @njit(cache=True)
 def list_counts(li, n, h, wd, c, kh, kw, stride, pad, ho, wo, cout_per_group):
-    """conv2d_counts from a spike list (flat indices into an (H, W, C) 0/1 map, li[:n]) instead of a scan
-    of the map: (nnz, pairs, weighted, non-zeros per input row). weighted = pairs, exactly as the scan's
-    float sums of ones give it."""
+    """conv2d_counts from a spike list (flat indices into an (H, W, C) 0/1 map, li[:n], ascending)
+    instead of a scan of the map: (nnz, pairs, weighted, non-zeros per input row). weighted = pairs,
+    exactly as the scan's float sums of ones give it. The pixel of each index is found by walking
+    forward (the list is ascending): no division per spike."""
     ny = _taps(h, ho, kh, stride, pad)[0]
     nx = _taps(wd, wo, kw, stride, pad)[0]
     rn = np.zeros(h, np.int64)
     pairs = 0
+    yy = 0
+    xx = 0
+    end = c                                  # one past the last flat index of pixel (yy, xx)
     for q in range(n):
-        pix = np.int64(li[q]) // c
-        yy = pix // wd
+        i = np.int64(li[q])
+        while i >= end:
+            end += c
+            xx += 1
+            if xx == wd:
+                xx = 0
+                yy += 1
         rn[yy] += 1
-        pairs += ny[yy] * nx[pix - yy * wd] * cout_per_group
-    return n, pairs, np.float64(pairs), rn
+        pairs += ny[yy] * nx[xx]
+    return n, pairs * cout_per_group, np.float64(pairs * cout_per_group), rn
 
 
 @njit(cache=True)
 def _list_row_nnz(li, n, h, row_len):
     """Non-zeros per input row of an (H, W, C) map from its spike list (row_len = W * C)."""
     rn = np.zeros(h, np.int64)
+    yy = 0
+    end = row_len
     for q in range(n):
-        rn[np.int64(li[q]) // row_len] += 1
+        i = np.int64(li[q])
+        while i >= end:
+            end += row_len
+            yy += 1
+        rn[yy] += 1
     return rn
 
 
 @njit(cache=True)
 def _list_csr(li, n, c, groups, nsub, ptr, idx):
-    """_nz_csr's lists built from a spike list li[:n] (ascending flat indices) in O(n + segments): a
-    counting sort by segment. Ascending indices keep each segment's offsets ascending, so ptr and idx
-    come out exactly as the scan writes them. ptr has one entry per segment + 1."""
+    """_nz_csr's lists built from a spike list li[:n] (ascending flat indices) in O(n + segments),
+    walking pixels forward and looking each channel's segment and offset up in tables (no division
+    per spike). One segment per pixel (groups = nsub = 1): the list is already in segment order.
+    Otherwise a counting sort by segment; ascending indices keep each segment's offsets ascending, so
+    ptr and idx come out exactly as the scan writes them. ptr has one entry per segment + 1."""
     cig = c // groups
     sw = cig // nsub
+    nps = groups * nsub                      # segments per pixel
     nseg = ptr.size - 1
     ptr[:] = 0
-    for q in range(n):
-        i = np.int64(li[q])
-        pix = i // c
-        ch = i - pix * c
-        g = ch // cig
-        sub = (ch - g * cig) // sw
-        ptr[((pix * nsub + sub) * groups + g) + 1] += 1
-    for s in range(nseg):
-        ptr[s + 1] += ptr[s]
-    for q in range(n):                     # ptr[s] runs as segment s's cursor, ending at its end
-        i = np.int64(li[q])
-        pix = i // c
-        ch = i - pix * c
+    if nps == 1:
+        base = 0
+        end = c
+        pix = 0
+        for q in range(n):
+            i = np.int64(li[q])
+            while i >= end:
+                base = end
+                end += c
+                pix += 1
+            idx[q] = i - base
+            ptr[pix + 1] += 1
+        for s in range(nseg):
+            ptr[s + 1] += ptr[s]
+        return
+    seg_of = np.empty(c, np.int64)
+    off_of = np.empty(c, np.int32)
+    for ch in range(c):
         g = ch // cig
         r = ch - g * cig
         sub = r // sw
-        s = (pix * nsub + sub) * groups + g
-        idx[ptr[s]] = r - sub * sw
+        seg_of[ch] = sub * groups + g
+        off_of[ch] = r - sub * sw
+    base = 0
+    end = c
+    s0 = 0
+    for q in range(n):
+        i = np.int64(li[q])
+        while i >= end:
+            base = end
+            end += c
+            s0 += nps
+        ptr[s0 + seg_of[i - base] + 1] += 1
+    for s in range(nseg):
+        ptr[s + 1] += ptr[s]
+    base = 0
+    end = c
+    s0 = 0
+    for q in range(n):                       # ptr[s] runs as segment s's cursor, ending at its end
+        i = np.int64(li[q])
+        while i >= end:
+            base = end
+            end += c
+            s0 += nps
+        ch = i - base
+        s = s0 + seg_of[ch]
+        idx[ptr[s]] = off_of[ch]
         ptr[s] += 1
     for s in range(nseg, 0, -1):            # the cursors stand at the ends: shift back to the starts
         ptr[s] = ptr[s - 1]

@@ -19,6 +19,8 @@ class Neuron(OpImpl):
         self.no_h = np.zeros(0, dtype)
         self.idx = None      # int32 buffer for the spike list, when a consumer reads it (list_spikes)
         self.spikes = None   # (idx, n) after an unforced step that listed its spikes, else None
+        self.list_below = 0.0   # list only while the last step's spike density was below this
+        self.last_density = 0.0
         c = self.out_shape[-1]
         vth = self.op.params.get("vth")
         if vth is None:
@@ -30,13 +32,18 @@ class Neuron(OpImpl):
 
     def reset(self):
         self.v[...] = 0
+        self.last_density = 0.0
 
     lists_spikes = False     # the kernel can list the fired indices while it thresholds (fire(..., idx))
 
-    def list_spikes(self):
-        """From now on, emit each unforced step's spike list (docs/INTERNALS.md "Spike lists")."""
-        if self.lists_spikes and self.idx is None:
-            self.idx = np.empty(int(np.prod(self.out_shape)), np.int32)
+    def list_spikes(self, below=1.0):
+        """From now on, emit each unforced step's spike list (docs/INTERNALS.md "Spike lists") while the
+        previous step's spike density was below `below` (the consumers' dense-path thresholds: above
+        them they multiply the dense map and the list would be wasted work)."""
+        if self.lists_spikes:
+            if self.idx is None:
+                self.idx = np.empty(int(np.prod(self.out_shape)), np.int32)
+            self.list_below = max(self.list_below, below)
 
     def run(self, inputs, ctx):
         x = np.ascontiguousarray(inputs[0], dtype=self.dtype).reshape(self.out_shape)
@@ -47,9 +54,11 @@ class Neuron(OpImpl):
             n = self.fire_forced(x, f, h)
             self.spikes = None          # forced spikes are whatever the caller gave: no list
         else:
-            n = self.fire(x, h)
-            self.spikes = (self.idx, int(n)) if self.idx is not None else None
+            want = self.idx is not None and self.last_density < self.list_below
+            n = self.fire(x, h, self.idx) if want else self.fire(x, h)
+            self.spikes = (self.idx, int(n)) if want else None
         self.stats.spikes = int(n)
+        self.last_density = int(n) / self.out.size
         if ctx.trace:
             ctx.record(self.name, self.out, self.h)
         return self.out
@@ -69,8 +78,8 @@ class LIF(Neuron):
 
     lists_spikes = True
 
-    def fire(self, x, h):
-        return K.lif_step(x, self.v, self.k, self.vth, self.out, h, self.idx)
+    def fire(self, x, h, idx=None):
+        return K.lif_step(x, self.v, self.k, self.vth, self.out, h, idx)
 
     def fire_forced(self, x, f, h):
         return K.lif_step_forced(x, self.v, self.k, self.vth, f, self.out, h)
@@ -100,7 +109,7 @@ class TableLIF(Neuron):
         self.t = 0
 
     def reset(self):
-        self.v[...] = 0
+        super().reset()
         self.t = 0
 
     def _row(self):
@@ -116,9 +125,9 @@ class TableLIF(Neuron):
         if h.size:
             h *= (self.a["vth"] / self.theta[self.row]).astype(self.dtype)
 
-    def fire(self, x, h):
+    def fire(self, x, h, idx=None):
         r, c, th, sg = self._row()
-        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h, self.idx)
+        n = K.table_step(x, self.v, r, c, th, sg, self.k, self.out, h, idx)
         self._unscale(h)
         return n
 

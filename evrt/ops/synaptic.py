@@ -115,7 +115,13 @@ class Conv2d(Synaptic, PerStep, Int8Weights):
         self.s, self.p = s[0], p[0]
 
     def takes_spikes(self) -> bool:
-        return not self.int8 and self.general is None
+        kh, kw, cig, cout = self.w.shape if self.w is not None else (1, 1, 1, 1)
+        depthwise = cig == 1 and cout == self.a["groups"] > 1      # its own kernel, which scans
+        return not self.int8 and self.general is None and not depthwise
+
+    def dense_above(self) -> float:
+        kh, kw, cig, cout = self.w.shape
+        return K.default_dense_above(kh, kw, cig, cout // self.a["groups"], self.a["groups"])
 
     def run(self, inputs, ctx):
         x = inputs[0]
@@ -166,6 +172,9 @@ class Linear(Synaptic, PerStep, Int8Weights):
 
     def takes_spikes(self) -> bool:
         return not self.int8
+
+    def dense_above(self) -> float:
+        return K.DENSE_ABOVE_LINEAR
 
     def run(self, inputs, ctx):
         x = inputs[0]
