@@ -9,6 +9,12 @@ from .. import kernels as K
 from .base import Attr, Kind, OpImpl, Param, op_type
 
 
+# Spike density below which a neuron lists its spikes for its consumers (and they stop scanning):
+# above it, the list costs the neuron more than the consumers' vectorised scans cost them. Measured on
+# the three benchmark models (tools/bench_spike_lists.py): see docs/INTERNALS.md "Spike lists".
+LIST_BELOW = 0.1
+
+
 class Neuron(OpImpl):
     kind = Kind.NEURON
 
@@ -54,7 +60,7 @@ class Neuron(OpImpl):
             n = self.fire_forced(x, f, h)
             self.spikes = None          # forced spikes are whatever the caller gave: no list
         else:
-            want = self.idx is not None and self.last_density < self.list_below
+            want = self.idx is not None and self.last_density < min(self.list_below, LIST_BELOW)
             n = self.fire(x, h, self.idx) if want else self.fire(x, h)
             self.spikes = (self.idx, int(n)) if want else None
         self.stats.spikes = int(n)
