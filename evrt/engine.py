@@ -78,9 +78,12 @@ class _Totals:
 
 class Session:
     def __init__(self, graph: Graph | str, precision: str = "float32", mode: str = "clip",
-                 reset_every: int | None | str = "T", profile: bool = False, threads: int | None = None):
+                 reset_every: int | None | str = "T", profile: bool = False, threads: int | None = None,
+                 spike_lists: bool = True):
         """threads: cores for each step's kernels, process-wide (kernels.threads.set_threads); None keeps
-        the current setting (EVRT_THREADS, else every usable core). Results do not depend on it."""
+        the current setting (EVRT_THREADS, else every usable core). Results do not depend on it.
+        spike_lists: neurons that feed an event conv/linear directly hand it their spike list (see
+        _link_spike_lists); off, every such kernel scans the 0/1 map. Results do not depend on it."""
         if not isinstance(graph, Graph):
             graph = Graph.load(graph)
         if precision not in PRECISIONS:
@@ -111,6 +114,8 @@ class Session:
             shapes[op.name] = impl.out_shape
             self.impls.append(impl)
         self._by_name = {impl.name: impl for impl in self.impls}
+        if spike_lists:
+            self._link_spike_lists()
         self.ctx = _Context()
         self.profile = profile        # accumulate wall time per op into self.op_seconds (off: no cost)
         self.op_seconds = {impl.name: 0.0 for impl in self.impls}
@@ -118,6 +123,21 @@ class Session:
         self._sum = None
         self.t = 0
         self.reset_counters()
+
+    def _link_spike_lists(self) -> None:
+        """A neuron op whose output is read directly by a float conv2d/linear lists its fired indices
+        while it thresholds, and the consumer builds its event lists from that list instead of
+        scanning the dense map (docs/INTERNALS.md "Spike lists"). The dense map is still written.
+        Reshapes in between are seen through: they are views, and flat indices do not change."""
+        for impl in self.impls:
+            if impl.kind is not Kind.SYNAPTIC or not hasattr(impl, "takes_spikes") or not impl.takes_spikes():
+                continue
+            src = self._by_name.get(impl.op.inputs[0])
+            while src is not None and src.type_name == "reshape":
+                src = self._by_name.get(src.op.inputs[0])
+            if src is not None and getattr(src, "lists_spikes", False):
+                src.list_spikes(impl.dense_above())
+                impl.source = src
 
     # ------------------------------------------------------------------------------------------ state
     def reset(self) -> None:

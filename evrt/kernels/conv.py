@@ -203,6 +203,112 @@ def _nz_csr(x, groups, nsub, ptr, idx):
 
 
 @njit(cache=True)
+def list_counts(li, n, h, wd, c, kh, kw, stride, pad, ho, wo, cout_per_group):
+    """conv2d_counts from a spike list (flat indices into an (H, W, C) 0/1 map, li[:n], ascending)
+    instead of a scan of the map: (nnz, pairs, weighted, non-zeros per input row). weighted = pairs,
+    exactly as the scan's float sums of ones give it. The pixel of each index is found by walking
+    forward (the list is ascending): no division per spike."""
+    ny = _taps(h, ho, kh, stride, pad)[0]
+    nx = _taps(wd, wo, kw, stride, pad)[0]
+    rn = np.zeros(h, np.int64)
+    pairs = 0
+    yy = 0
+    xx = 0
+    end = c                                  # one past the last flat index of pixel (yy, xx)
+    for q in range(n):
+        i = np.int64(li[q])
+        while i >= end:
+            end += c
+            xx += 1
+            if xx == wd:
+                xx = 0
+                yy += 1
+        rn[yy] += 1
+        pairs += ny[yy] * nx[xx]
+    return n, pairs * cout_per_group, np.float64(pairs * cout_per_group), rn
+
+
+@njit(cache=True)
+def _list_row_nnz(li, n, h, row_len):
+    """Non-zeros per input row of an (H, W, C) map from its spike list (row_len = W * C)."""
+    rn = np.zeros(h, np.int64)
+    yy = 0
+    end = row_len
+    for q in range(n):
+        i = np.int64(li[q])
+        while i >= end:
+            end += row_len
+            yy += 1
+        rn[yy] += 1
+    return rn
+
+
+@njit(cache=True)
+def _list_csr(li, n, c, groups, nsub, ptr, idx):
+    """_nz_csr's lists built from a spike list li[:n] (ascending flat indices) in O(n + segments),
+    walking pixels forward and looking each channel's segment and offset up in tables (no division
+    per spike). One segment per pixel (groups = nsub = 1): the list is already in segment order.
+    Otherwise a counting sort by segment; ascending indices keep each segment's offsets ascending, so
+    ptr and idx come out exactly as the scan writes them. ptr has one entry per segment + 1."""
+    cig = c // groups
+    sw = cig // nsub
+    nps = groups * nsub                      # segments per pixel
+    nseg = ptr.size - 1
+    ptr[:] = 0
+    if nps == 1:
+        base = 0
+        end = c
+        pix = 0
+        for q in range(n):
+            i = np.int64(li[q])
+            while i >= end:
+                base = end
+                end += c
+                pix += 1
+            idx[q] = i - base
+            ptr[pix + 1] += 1
+        for s in range(nseg):
+            ptr[s + 1] += ptr[s]
+        return
+    seg_of = np.empty(c, np.int64)
+    off_of = np.empty(c, np.int32)
+    for ch in range(c):
+        g = ch // cig
+        r = ch - g * cig
+        sub = r // sw
+        seg_of[ch] = sub * groups + g
+        off_of[ch] = r - sub * sw
+    base = 0
+    end = c
+    s0 = 0
+    for q in range(n):
+        i = np.int64(li[q])
+        while i >= end:
+            base = end
+            end += c
+            s0 += nps
+        ptr[s0 + seg_of[i - base] + 1] += 1
+    for s in range(nseg):
+        ptr[s + 1] += ptr[s]
+    base = 0
+    end = c
+    s0 = 0
+    for q in range(n):                       # ptr[s] runs as segment s's cursor, ending at its end
+        i = np.int64(li[q])
+        while i >= end:
+            base = end
+            end += c
+            s0 += nps
+        ch = i - base
+        s = s0 + seg_of[ch]
+        idx[ptr[s]] = off_of[ch]
+        ptr[s] += 1
+    for s in range(nseg, 0, -1):            # the cursors stand at the ends: shift back to the starts
+        ptr[s] = ptr[s - 1]
+    ptr[0] = 0
+
+
+@njit(cache=True)
 def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1, yb):
     """The event path on the output rows oy0 <= oy < oy1: out4[oy0:oy1] (Ho, Wo, groups, Cout/groups) =
     b2 + conv(x, w3), w3 the weight rows (kh*kw*Cin/groups, groups, Cout/groups), ptr/idx the non-zero
@@ -288,6 +394,25 @@ def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
     """The event path on one thread: all output rows as one part."""
     ones = _nz_csr(x, w3.shape[1], nsub, ptr, idx)
     _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0], 0)
+
+
+@njit(cache=True)
+def _conv_scatter_list(li, nl, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, x):
+    """_conv_scatter fed by a spike list: the lists come from li[:nl], not from a scan of x (0/1)."""
+    _list_csr(li, nl, x.shape[2], w3.shape[1], nsub, ptr, idx)
+    _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, True, 0, out4.shape[0], 0)
+
+
+@njit(cache=True, parallel=True)
+def _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz):
+    """_conv_scatter_par fed by a spike list: the whole map's lists are built once (O(spikes)), and each
+    band reads its input rows from them; the bands and the adds are those of the scan path."""
+    h, wd, cin = x.shape
+    _list_csr(li, nl, cin, w3.shape[1], nsub, ptr, idx)
+    bands = row_bands(_out_row_work(h, wd, out4.shape[0], kh, stride, pad, row_nnz), n)
+    for i in prange(bands.size - 1):
+        _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, True,
+                           bands[i], bands[i + 1], 0)
 
 
 @njit(cache=True)
@@ -409,10 +534,12 @@ def _blocks(taps, cig, cpg, groups, itemsize, block_bytes):
     return nsub, max(1, block_bytes // (groups * (cig // nsub) * cpg * itemsize))
 
 
-def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None):
+def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYTES, threads=None, rows=None,
+                        spikes=None):
     """The event path alone: out = b + conv(x, w); touches only non-zero inputs. No counts.
     threads: None = get_threads(); the result does not depend on it. rows: row_nonzeros_par(x) when
-    the caller has it (the count pass)."""
+    the caller has it (the count pass). spikes: (li, n) when x is a 0/1 map whose non-zeros are the
+    ascending flat indices li[:n] (a neuron's spike list): the lists are built from it, not by a scan."""
     kh, kw, cig, cout = w.shape
     cpg = cout // groups
     if cig == 1 and cpg == 1 and groups > 1:
@@ -425,7 +552,16 @@ def conv2d_scatter_only(x, w, b, stride, pad, groups, out, block_bytes=BLOCK_BYT
     o = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     o4 = o.reshape(o.shape[0], o.shape[1], groups, cpg)
     n = get_threads() if threads is None else threads
-    if n > 1 and o.shape[0] > 1:
+    if spikes is not None:
+        li, nl = spikes
+        ptr = _scratch("ptr", x.shape[0] * x.shape[1] * groups * nsub + 1, np.int64)
+        idx = _scratch("idx", x.size + 1, np.int32)
+        if n > 1 and o.shape[0] > 1:
+            rn = rows[0] if rows is not None else _list_row_nnz(li, nl, x.shape[0], x.shape[1] * x.shape[2])
+            _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, n, rn)
+        else:
+            _conv_scatter_list(li, nl, w3, b2, kh, kw, stride, pad, o4, nsub, tpb, ptr, idx, x)
+    elif n > 1 and o.shape[0] > 1:
         if rows is None:
             rows = row_nonzeros_par(x)
         ptr = _scratch("ptr", n * (x.shape[0] * x.shape[1] * groups * nsub + 1), np.int64)
@@ -530,14 +666,15 @@ def conv2d_dense(x, w, b, stride, pad, groups, out):
         _conv_dense_blas(x, w, b, stride, pad, groups, out)
 
 
-def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Counts:
+def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None, spikes=None) -> Counts:
     """out (Ho, Wo, Cout) <- b + conv(x, w); returns Counts(nnz, pairs, weighted).
 
     pairs = number of (non-zero input, output neuron) pairs in bounds; weighted = Σ of the input value
     over those pairs (float); nnz comes from the count pass that picks the path (no extra scan of x).
     Takes the event path unless more than `dense_above` of the inputs are non-zero (None: the measured
     break-even for the layer kind; >= 1 forces the event path, a negative value the dense path); the
-    counts do not depend on the path.
+    counts do not depend on the path. spikes: (li, n), x's spike list (see conv2d_scatter_only): the
+    counts and the event path's lists then come from it instead of scans of x; same results, bit for bit.
     """
     kh, kw, cig, cout = w.shape
     if x.shape[2] != cig * groups or cout % groups:
@@ -547,7 +684,11 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     ho, wo = out.shape[0], out.shape[1]
     n = get_threads()
     rows = None
-    if n > 1 and x.size >= PAR_MIN_ELEMENTS:
+    if spikes is not None:
+        nnz, pairs, weighted, rn = list_counts(spikes[0], spikes[1], x.shape[0], x.shape[1], x.shape[2], kh, kw,
+                                               stride, pad, ho, wo, cout // groups)
+        rows = (rn, None)
+    elif n > 1 and x.size >= PAR_MIN_ELEMENTS:
         nnz, pairs, weighted, rn, ro = conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout // groups)
         rows = (rn, ro)
     else:
@@ -555,7 +696,8 @@ def conv2d_scatter(x, w, b, stride, pad, groups, out, dense_above=None) -> Count
     if nnz > dense_above * x.size:
         conv2d_dense(x, w, b, stride, pad, groups, out)
     else:
-        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows)
+        conv2d_scatter_only(x, w, b, stride, pad, groups, out, threads=n if pairs >= PAR_MIN_PAIRS else 1, rows=rows,
+                            spikes=spikes)
     return Counts(int(nnz), int(pairs), float(weighted))
 
 

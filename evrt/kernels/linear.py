@@ -35,12 +35,13 @@ def linear_counts(x, cout):
     return nnz, nnz * cout, weighted * cout
 
 
-def linear_scatter_only(x, w, b, out, threads=None):
+def linear_scatter_only(x, w, b, out, threads=None, spikes=None):
     """The event path alone: out = b + x @ w touching only non-zero inputs. No counts.
-    It is the event conv kernel on the (N, 1, Cin) view (a 1x1 conv): same adds, same order."""
+    It is the event conv kernel on the (N, 1, Cin) view (a 1x1 conv): same adds, same order.
+    spikes: x's spike list (li, n), as conv2d_scatter_only takes it."""
     n, cin = x.shape
     conv2d_scatter_only(x.reshape(n, 1, cin), w.reshape(1, 1, cin, w.shape[1]), b, 1, 0, 1, out[:, None, :],
-                        threads=threads)
+                        threads=threads, spikes=spikes)
 
 
 def linear_dense(x, w, b, out):
@@ -52,14 +53,20 @@ def linear_dense(x, w, b, out):
     out += b
 
 
-def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR):
+def linear_scatter(x, w, b, out, dense_above=DENSE_ABOVE_LINEAR, spikes=None):
     """out (N, Cout) <- b + x @ w; returns Counts as conv2d_scatter (pairs = nnz(x) * Cout).
-    Event path unless more than `dense_above` of x is non-zero; the counts do not depend on the path."""
+    Event path unless more than `dense_above` of x is non-zero; the counts do not depend on the path.
+    spikes: x's spike list (li, n) (x a 0/1 map): counts and event lists come from it, not from scans."""
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"linear_scatter: x has {x.shape[1]} channels, w is {w.shape}")
-    nnz, pairs, weighted = linear_counts(x, w.shape[1])
+    if spikes is not None:
+        nnz = int(spikes[1])
+        pairs = nnz * w.shape[1]
+        weighted = float(nnz) * w.shape[1]     # linear_counts' float sum of ones, times Cout
+    else:
+        nnz, pairs, weighted = linear_counts(x, w.shape[1])
     if nnz > dense_above * x.size:
         linear_dense(x, w, b, out)
     else:
-        linear_scatter_only(x, w, b, out, threads=None if pairs >= PAR_MIN_PAIRS else 1)
+        linear_scatter_only(x, w, b, out, threads=None if pairs >= PAR_MIN_PAIRS else 1, spikes=spikes)
     return Counts(int(nnz), int(pairs), float(weighted))

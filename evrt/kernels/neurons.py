@@ -5,6 +5,9 @@ flat views. A parameter array p of size P (per channel: P = C; per element: P = 
 scalar) applies to flat element i as p[i % P], so P must divide x.size. Parameters are rounded to the
 state dtype once, so float32 state computes in float32 exactly like the reference.
 `h` of size 0 means "don't record the pre-fire membrane". Each step returns the number of spikes.
+The unforced steps take an optional int32 array `idx` of x.size: they then also list the flat indices
+of the neurons that fired, ascending, in idx[:spikes] (the spike list the event convolutions and
+linears read instead of rescanning the 0/1 map; docs/INTERNALS.md "Spike lists").
 The *_forced variants take spikes f (same shape): the output and the reset follow f instead of the
 threshold test (teacher forcing); H is still computed and recorded.
 """
@@ -74,14 +77,17 @@ def _tiled(p, r):
 
 
 @njit(cache=True)
-def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1):
+def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1, lst, li):
     """Elements e0 <= i < e1 of the untraced, unforced step, walked as pieces of rows of length r (the
     parameters tiled to r line up with every row): branch-free rows (selects, not jumps), same
     arithmetic and order as _neuron's loop below. Each element depends on itself alone, so any split of
-    the elements between threads gives the same bits."""
+    the elements between threads gives the same bits. lst: also list the fired indices in li from e0 on
+    (a second, branch-free pass over each row's spikes while they are in L1: the threshold loop stays
+    vectorised)."""
     one = vf.dtype.type(1)
     zero = vf.dtype.type(0)
     spikes = 0
+    nl = e0
     for ri in range(e0 // r, (e1 + r - 1) // r):
         s0 = max(e0, ri * r)
         s1 = min(e1, ri * r + r)
@@ -124,6 +130,10 @@ def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1):
                 sr[j] = one if fire else zero
                 vr[j] = zero if fire else hi
                 spikes += np.int64(fire)
+        if lst:
+            for j in range(m):
+                li[nl] = s0 + j
+                nl += np.int64(sr[j] != zero)
     return spikes
 
 
@@ -141,10 +151,10 @@ def _rows_setup(kind, n, a, c_, th, sg):
 
 
 @njit(cache=True)
-def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg):
-    """The untraced, unforced step on one thread. a, c_, th, sg already rounded to the state dtype."""
+def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, lst, li):
+    """The unforced step on one thread. a, c_, th, sg already rounded to the state dtype."""
     r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
-    return _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, 0, vf.size)
+    return _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, 0, vf.size, lst, li)
 
 
 # below this many neurons a step stays on one thread: a step is memory-bound and fast (524k LIF
@@ -156,21 +166,29 @@ PAR_MIN_NEURONS_PER_ELEMENT = 1 << 19
 
 
 @njit(cache=True, parallel=True)
-def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts):
+def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li):
     """_fast with the elements cut into `parts` equal ranges (at multiples of 16: a cache line of
-    float32), one per thread; the spike counts (integers) are summed after."""
+    float32), one per thread; the spike counts (integers) are summed after. Each part lists its fired
+    indices from its own first element on; the pieces are then moved together in order."""
     r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
     n = vf.size
     counts = np.zeros(parts, np.int64)
     for p in prange(parts):
         e0 = (n * p // parts) // 16 * 16
         e1 = n if p == parts - 1 else (n * (p + 1) // parts) // 16 * 16
-        counts[p] = _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1)
+        counts[p] = _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1, lst, li)
+    if lst:
+        pos = counts[0]
+        for p in range(1, parts):
+            e0 = (n * p // parts) // 16 * 16     # >= pos: moving down in ascending order is safe
+            for q in range(counts[p]):
+                li[pos + q] = li[e0 + q]
+            pos += counts[p]
     return counts.sum()
 
 
 @njit(cache=True)
-def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts):
+def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
     """Shared step. kind 0 = LIF (p1 = vth), 1 = IF (p1 = vth), 2 = table (p1..p4 = r, c, theta, sign).
     Unforced steps take the vectorised rows of _fast; teacher forcing takes the per-element loop."""
     n = v.size
@@ -193,10 +211,13 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts):
         raise ValueError("h must have the neuron array's size (or size 0)")
     if forced and f.size != n:
         raise ValueError("forced spikes must have the neuron array's size")
+    lst = li.size > 0
+    if lst and (forced or li.size != n):
+        raise ValueError("idx must have the neuron array's size (and forced steps list no spikes)")
     if not forced:
         if parts > 1:
-            return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts)
-        return _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg)
+            return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li)
+        return _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, lst, li)
     spikes = 0
     for r0 in range(0, n, P):
         for j in range(P):
@@ -220,6 +241,15 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts):
     return spikes
 
 
+def _list(idx):
+    """idx as the kernels take it: an int32 array of the neuron count, or size 0 for no list."""
+    if idx is None:
+        return _NO_LIST
+    if idx.dtype != np.int32 or idx.ndim != 1:
+        raise ValueError("idx must be a 1-D int32 array")
+    return idx
+
+
 def _parts(x, p):
     """Threads for a step of x.size neurons with parameter array p: one below the minimum size."""
     n = get_threads()
@@ -227,34 +257,37 @@ def _parts(x, p):
     return n if n > 1 and big else 1
 
 
-def lif_step(x, v, k, vth, s, h):
+_NO_LIST = np.zeros(0, np.int32)
+
+
+def lif_step(x, v, k, vth, s, h, idx=None):
     """LIF / PLIF: H = V + (X - V) k; S = H >= vth; V = 0 if S else H. k scalar (PLIF: float32
     sigmoid(w) computed by the caller), vth per channel (or per element / scalar, see module doc)."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth))
+    return _neuron(0, x, v, k, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth), _list(idx))
 
 
 def lif_step_forced(x, v, k, vth, f, s, h):
     """lif_step whose spikes and reset follow f."""
-    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h, _parts(x, vth))
+    return _neuron(0, x, v, k, vth, vth, vth, vth, f, True, s, h, _parts(x, vth), _NO_LIST)
 
 
-def if_step(x, v, vth, s, h):
+def if_step(x, v, vth, s, h, idx=None):
     """IF with soft reset: H = V + X; S = H >= vth; V = H - vth S."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth))
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, s[:0], False, s, h, _parts(x, vth), _list(idx))
 
 
 def if_step_forced(x, v, vth, f, s, h):
     """if_step whose spikes and reset follow f."""
-    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h, _parts(x, vth))
+    return _neuron(1, x, v, 1.0, vth, vth, vth, vth, f, True, s, h, _parts(x, vth), _NO_LIST)
 
 
-def table_step(x, v, r, c, theta, sign, k, s, h):
+def table_step(x, v, r, c, theta, sign, k, s, h, idx=None):
     """Table LIF (TSBN folded; docs/SEMANTICS.md "Neurons"): H = r V + c + k X; fire H >= theta where sign >= 0,
     H <= theta
     where sign < 0; hard reset to 0. r, c, theta, sign: this step's rows, all the same size."""
-    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h, _parts(x, r))
+    return _neuron(2, x, v, k, r, c, theta, sign, s[:0], False, s, h, _parts(x, r), _list(idx))
 
 
 def table_step_forced(x, v, r, c, theta, sign, k, f, s, h):
     """table_step whose spikes and reset follow f."""
-    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h, _parts(x, r))
+    return _neuron(2, x, v, k, r, c, theta, sign, f, True, s, h, _parts(x, r), _NO_LIST)

@@ -16,6 +16,12 @@ def _flat(*arrays):
     return tuple(a.reshape(-1) for a in arrays)
 
 
+# Spike density below which a neuron lists its spikes for its consumers (and they stop scanning):
+# above it, the list costs the neuron more than the consumers' vectorised scans cost them. Measured on
+# the three benchmark models (tools/bench_spike_lists.py): see docs/INTERNALS.md "Spike lists".
+LIST_BELOW = 0.1
+
+
 class Neuron(OpImpl):
     kind = Kind.NEURON
 
@@ -24,6 +30,10 @@ class Neuron(OpImpl):
         self.v = np.zeros(self.out_shape, dtype)
         self.h = np.zeros(self.out_shape, dtype)
         self.no_h = np.zeros(0, dtype)
+        self.idx = None      # int32 buffer for the spike list, when a consumer reads it (list_spikes)
+        self.spikes = None   # (idx, n) after an unforced step that listed its spikes, else None
+        self.list_below = 0.0   # list only while the last step's spike density was below this
+        self.last_density = 0.0
         c = self.out_shape[-1]
         vth = self.op.params.get("vth")
         if vth is None:
@@ -35,6 +45,18 @@ class Neuron(OpImpl):
 
     def reset(self):
         self.v[...] = 0
+        self.last_density = 0.0
+
+    lists_spikes = False     # the kernel can list the fired indices while it thresholds (fire(..., idx))
+
+    def list_spikes(self, below=1.0):
+        """From now on, emit each unforced step's spike list (docs/INTERNALS.md "Spike lists") while the
+        previous step's spike density was below `below` (the consumers' dense-path thresholds: above
+        them they multiply the dense map and the list would be wasted work)."""
+        if self.lists_spikes:
+            if self.idx is None:
+                self.idx = np.empty(int(np.prod(self.out_shape)), np.int32)
+            self.list_below = max(self.list_below, below)
 
     def run(self, inputs, ctx):
         x = np.ascontiguousarray(inputs[0], dtype=self.dtype).reshape(self.out_shape)
@@ -43,9 +65,13 @@ class Neuron(OpImpl):
         if forced is not None:
             f = np.ascontiguousarray(forced, dtype=self.dtype).reshape(self.out_shape)
             n = self.fire_forced(x, f, h)
+            self.spikes = None          # forced spikes are whatever the caller gave: no list
         else:
-            n = self.fire(x, h)
+            want = self.idx is not None and self.last_density < min(self.list_below, LIST_BELOW)
+            n = self.fire(x, h, self.idx) if want else self.fire(x, h)
+            self.spikes = (self.idx, int(n)) if want else None
         self.stats.spikes = int(n)
+        self.last_density = int(n) / self.out.size
         if ctx.trace:
             ctx.record(self.name, self.out, self.h)
         return self.out
@@ -63,8 +89,10 @@ class LIF(Neuron):
         super().__init__(op, in_shapes, dtype, resolved)
         self.k = dtype(self.a["k"])
 
-    def fire(self, x, h):
-        return K.lif_step(*_flat(x, self.v), self.k, self.vth, *_flat(self.out, h))
+    lists_spikes = True
+
+    def fire(self, x, h, idx=None):
+        return K.lif_step(*_flat(x, self.v), self.k, self.vth, *_flat(self.out, h), idx)
 
     def fire_forced(self, x, f, h):
         return K.lif_step_forced(*_flat(x, self.v), self.k, self.vth, *_flat(f, self.out, h))
@@ -79,6 +107,7 @@ class TableLIF(Neuron):
     attrs = {"k": Attr(float, 0.5), "vth": Attr(float, 1.0)}
     params = {n: Param(("steps", "c")) for n in ("r", "c", "theta", "sign")}
     per_step = True
+    lists_spikes = True
 
     @classmethod
     def bind(cls, a, ins):
@@ -93,7 +122,7 @@ class TableLIF(Neuron):
         self.t = 0
 
     def reset(self):
-        self.v[...] = 0
+        super().reset()
         self.t = 0
 
     def _row(self):
@@ -109,9 +138,9 @@ class TableLIF(Neuron):
         if h.size:
             h *= (self.a["vth"] / self.theta[self.row]).astype(self.dtype)
 
-    def fire(self, x, h):
+    def fire(self, x, h, idx=None):
         r, c, th, sg = self._row()
-        n = K.table_step(*_flat(x, self.v), r, c, th, sg, self.k, *_flat(self.out, h))
+        n = K.table_step(*_flat(x, self.v), r, c, th, sg, self.k, *_flat(self.out, h), idx)
         self._unscale(h)
         return n
 

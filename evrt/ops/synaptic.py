@@ -14,6 +14,15 @@ IN_KINDS = ("events", "spike", "count", "real")
 
 class Synaptic(OpImpl):
     kind = Kind.SYNAPTIC
+    source = None    # the neuron op whose output is this op's input, when it lists its spikes
+
+    def takes_spikes(self) -> bool:
+        """Whether the float event path can read a spike list instead of scanning its input."""
+        return False
+
+    def spike_list(self):
+        """The producing neuron's list for this step's input, or None (then the kernel scans)."""
+        return self.source.spikes if self.source is not None else None
 
     def count(self, c):
         """Spikes and integer counts give ACs (a count c adds c times); real-valued input gives MACs."""
@@ -105,6 +114,15 @@ class Conv2d(Synaptic, PerStep, Int8Weights):
         self.general = (s, p, d) if s[0] != s[1] or p[0] != p[1] or d != (1, 1) else None
         self.s, self.p = s[0], p[0]
 
+    def takes_spikes(self) -> bool:
+        kh, kw, cig, cout = self.w.shape if self.w is not None else (1, 1, 1, 1)
+        depthwise = cig == 1 and cout == self.a["groups"] > 1      # its own kernel, which scans
+        return not self.int8 and self.general is None and not depthwise
+
+    def dense_above(self) -> float:
+        kh, kw, cig, cout = self.w.shape
+        return K.default_dense_above(kh, kw, cig, cout // self.a["groups"], self.a["groups"])
+
     def run(self, inputs, ctx):
         x = inputs[0]
         if self.int8:
@@ -123,8 +141,9 @@ class Conv2d(Synaptic, PerStep, Int8Weights):
         if self.general:
             self.count(K.conv2d_general(x, self.w, self.b, *self.general, self.a["groups"], self.out))
             return self.out
-        # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x)
-        self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out))
+        # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x), or
+        # takes both from the producing neuron's spike list
+        self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out, spikes=self.spike_list()))
         return self.out
 
 
@@ -151,10 +170,16 @@ class Linear(Synaptic, PerStep, Int8Weights):
         self.dense_ops = n * self.w.shape[0] * self.w.shape[1]
         self.out2 = self.out.reshape(n, self.w.shape[1])
 
+    def takes_spikes(self) -> bool:
+        return not self.int8
+
+    def dense_above(self) -> float:
+        return K.DENSE_ABOVE_LINEAR
+
     def run(self, inputs, ctx):
         x = inputs[0]
         if self.int8:
             return self.run_int8(x, ctx, None)
         self.select(ctx.t)
-        self.count(K.linear_scatter(x.reshape(-1, x.shape[-1]), self.w, self.b, self.out2))
+        self.count(K.linear_scatter(x.reshape(-1, x.shape[-1]), self.w, self.b, self.out2, spikes=self.spike_list()))
         return self.out
