@@ -341,10 +341,12 @@ def machine_lines(bdir: Path) -> list:
     if wk.is_file():
         d = json.loads(wk.read_text())
         L += ["## Throughput on the whole machine: `evrt eval --workers N`\n",
-              "`python tools/bench_workers.py --repeat 3 --json > docs/bench/workers.json`: fresh `evrt eval "
-              f"--json` processes on the shipped synthetic test split ({d['n']} samples, the default model), "
-              "worker counts interleaved; samples/s over the evaluation's wall time (worker start-up included, "
-              "the parent's JIT warm-up not). Predictions identical in every run. Target: ≥ 1.8× at 2 workers.\n",
+              f"`python tools/bench_workers.py --repeat 3 --model {d.get('model')} --threads {d.get('threads')} "
+              "--json > docs/bench/workers.json`: fresh `evrt eval --json` processes on the shipped synthetic "
+              f"test split ({d['n']} samples, model {d.get('model')}, EVRT_THREADS={d.get('threads')} in every "
+              "process), worker counts interleaved; samples/s over the evaluation's wall time (worker start-up "
+              "included, the parent's JIT warm-up not). Predictions identical in every run. Target: ≥ 1.8× at "
+              "2 workers.\n",
               "| workers | samples/s (median) | all runs | speed-up | whole command, s |", "|---|---:|---|---:|---:|"]
         for w, r in d["summary"].items():
             L.append(f"| {w} | {r['samples_per_s_median']:.2f} | {', '.join(f'{v:.2f}' for v in r['samples_per_s'])} "

@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data" / "dvsgesture_synth"
 
 
-def run(workers: int, model: str | None) -> dict:
+def run(workers: int, model: str | None, threads: str) -> dict:
     cmd = [sys.executable, "-m", "evrt", "eval", "--dataset", "dvsgesture", "--root", str(DATA),
            "--workers", str(workers), "--json"] + (["--model", model] if model else [])
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         env=dict(os.environ, PYTHONPATH=str(ROOT), EVRT_THREADS=threads))
     if out.returncode != 0:
         raise SystemExit(f"bench_workers: {' '.join(cmd)}: {out.stderr.strip()[-300:]}")
     res = json.loads(out.stdout)
@@ -41,13 +41,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--model", default=None, help="zoo name or .evrt (default: the zoo default)")
+    ap.add_argument("--threads", default="1",
+                    help="EVRT_THREADS of every run (default 1: one worker is one core, the baseline the "
+                         "worker count scales from; 'all' lets one process use every core inside a step)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     runs = []
     for r in range(args.repeat):
         for w in args.workers:
             print(f"[{r + 1}/{args.repeat}] --workers {w} ...", file=sys.stderr, flush=True)
-            runs.append(run(w, args.model))
+            runs.append(run(w, args.model, args.threads))
     if any(x["preds"] != runs[0]["preds"] for x in runs):
         raise SystemExit("bench_workers: predictions differ between runs")
     summary = {}
@@ -60,6 +63,7 @@ def main(argv=None) -> int:
     for w in args.workers:
         summary[w]["speedup"] = summary[w]["samples_per_s_median"] / base
     result = {"n": runs[0]["n"], "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+              "model": args.model or "the zoo default", "threads": args.threads,
               "summary": summary, "runs": [{k: v for k, v in x.items() if k != "preds"} for x in runs]}
     if args.json:
         print(json.dumps(result))
