@@ -17,6 +17,7 @@ import numpy as np
 from .counters import LayerCount, Report
 from .errors import EventError, GraphError
 from .graph import Graph
+from .kernels import every_variant
 from .kernels.threads import apply as apply_threads, get_threads, region as thread_region, set_threads
 from .ops import Kind, build
 from .readout import confidence
@@ -190,6 +191,31 @@ class Session:
         return self.ctx.dropped_events
 
     # ------------------------------------------------------------------------------------------- step
+    def warm_up(self, run_once) -> None:
+        """Compile (or load from numba's cache) every kernel variant a later step may pick, so none is
+        compiled in the middle of a stream. `run_once(dense)` runs a tiny step or clip: empty input and,
+        with dense=True, an event at every pixel (the dense paths). Each runs with the neurons' spike
+        lists off and on and, with several threads, once more with every parallel variant forced. Then
+        the state and counters are reset."""
+        listing = [i for i in self.impls if getattr(i, "idx", None) is not None]
+        saved = [i.idx for i in listing]
+        try:
+            for lists in (False, True):
+                for i, idx in zip(listing, saved):
+                    i.idx = idx if lists else None
+                for dense in (False, True):
+                    run_once(dense)
+                    self.reset()
+                    if get_threads() > 1:
+                        with every_variant():
+                            run_once(dense)
+                        self.reset()
+        finally:
+            for i, idx in zip(listing, saved):
+                i.idx = idx
+            self.reset()
+            self.reset_counters()
+
     def step(self, x, force: dict | None = None) -> StepOutput:
         """One timestep. x: this step's events (EVENT_DTYPE array) or a frame (C, H, W).
         force: {neuron layer: spikes in the reference layout} — teacher forcing (see INTERNALS.md)."""

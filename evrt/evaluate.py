@@ -14,6 +14,7 @@ import numpy as np
 
 from .counters import PJ_PER_AC, PJ_PER_MAC
 from .errors import EvrtError
+from .events import EVENT_DTYPE, make_events
 from .progress import Progress
 
 
@@ -124,18 +125,27 @@ def _unpack(s):
 
 
 def warm_up(session) -> float:
-    """Compile the JIT kernels on an empty clip so compilation is not timed; returns its seconds."""
-    from .events import EVENT_DTYPE
-
+    """Compile the JIT kernels before anything is timed (Session.warm_up: every variant a step may pick,
+    on an empty clip and on one with an event at every pixel); returns its seconds."""
     t0 = time.perf_counter()
-    empty = np.empty(0, EVENT_DTYPE)
-    if session.meta.get("framing", {}).get("kind") == "time_window":
-        session.step(empty)    # time-window framing has no window in an empty clip (run_clip refuses it)
-        session.reset()
-    else:
-        session.run_clip(empty)
-    session.reset_counters()
+    one_step = session.meta.get("framing", {}).get("kind") == "time_window"
+
+    def run_once(dense):
+        ev = pixel_events(session.meta) if dense else np.empty(0, EVENT_DTYPE)
+        if one_step:
+            session.step(ev)   # time-window framing has no window in an empty clip (run_clip refuses it)
+        else:
+            session.run_clip(ev)
+    session.warm_up(run_once)
     return time.perf_counter() - t0
+
+
+def pixel_events(meta) -> np.ndarray:
+    """Two events (ON and OFF) at every pixel of the model's sensor, in 1 ms: the densest tiny input."""
+    w, h = (meta.get("frame") or {}).get("sensor_size") or (2, 2)
+    n = int(w) * int(h)
+    i = np.arange(2 * n)
+    return make_events(i * 1000 // (2 * n), (i // 2) % int(w), (i // 2) // int(w), i % 2)
 
 
 class _Scores:

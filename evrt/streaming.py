@@ -121,17 +121,18 @@ class StreamClassifier:
         return cls(session, stream_framer_for(session.meta, count, window_us))
 
     def warm_up(self) -> None:
-        """Step a tiny synthetic window and reset, so numba's compile / cache load (about a second)
-        happens before the first real window rather than as that window's latency."""
-        from .events import make_events
-        w, h = (getattr(self.session, "meta", {}).get("frame") or {}).get("sensor_size", (2, 2))
-        i = np.arange(64)
-        ev = make_events(i, i % int(w), (i // int(w)) % int(h), i % 2)
-        self.session.step(ev)
-        self.session.step(ev[:0])
-        self.session.reset()
-        if hasattr(self.session, "reset_counters"):
-            self.session.reset_counters()
+        """Compile (or load) every kernel variant before the first real window, so numba's work is not
+        a window's latency: a Session steps an empty window and one with an event at every pixel
+        (Session.warm_up); another session type steps a tiny synthetic window. Then resets."""
+        from .evaluate import pixel_events
+        s = self.session
+        if hasattr(s, "warm_up"):
+            s.warm_up(lambda dense: s.step(pixel_events(s.meta) if dense else pixel_events(s.meta)[:0]))
+            return
+        s.step(pixel_events(getattr(s, "meta", {}))[:64])
+        s.reset()
+        if hasattr(s, "reset_counters"):
+            s.reset_counters()
 
     def _class_name(self, i: int) -> str:
         return self.classes[i] if 0 <= i < len(self.classes) else str(i)

@@ -190,3 +190,4 @@ def serial_and_parallel(fn):
     par.__doc__ = fn.__doc__
     par.__module__ = fn.__module__
     return njit(cache=True)(fn), njit(cache=True, parallel=True)(par)
+
