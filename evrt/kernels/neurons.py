@@ -187,10 +187,19 @@ def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li):
     return counts.sum()
 
 
-@njit(cache=True)
 def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
     """Shared step. kind 0 = LIF (p1 = vth), 1 = IF (p1 = vth), 2 = table (p1..p4 = r, c, theta, sign).
-    Unforced steps take the vectorised rows of _fast; teacher forcing takes the per-element loop."""
+    Unforced steps take the vectorised rows of _fast (_fast_par on several threads); teacher forcing
+    takes the per-element loop. The thread choice is made here, in Python, so that numba compiles the
+    parallel variant only for a model and thread count that use it (docs/INTERNALS.md "Start-up")."""
+    if not forced and parts > 1:
+        return _neuron_par(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li)
+    return _neuron_one(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
+
+
+@njit(cache=True)
+def _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li):
+    """Flat views, parameters in the state dtype, and the argument checks of _neuron."""
     n = v.size
     xf = x.reshape(n)
     vf = v.reshape(n)
@@ -214,10 +223,22 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
     lst = li.size > 0
     if lst and (forced or li.size != n):
         raise ValueError("idx must have the neuron array's size (and forced steps list no spikes)")
+    return xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst
+
+
+@njit(cache=True)
+def _neuron_par(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
+    xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst = _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
+    return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li)
+
+
+@njit(cache=True)
+def _neuron_one(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li):
+    xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst = _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
     if not forced:
-        if parts > 1:
-            return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li)
         return _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, lst, li)
+    n = vf.size
+    P = a.size
     spikes = 0
     for r0 in range(0, n, P):
         for j in range(P):
