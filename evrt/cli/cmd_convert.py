@@ -109,13 +109,7 @@ def run(args) -> int:
     graph = convert(ckpt, args.arch, timesteps=args.timesteps, classes=classes,
                     sensor=sensor, num_heads=args.heads, input_size=args.input_size,
                     neuron=args.neuron)
-    if args.precision == "int8":
-        from ..quant import quantise_graph
-        graph = quantise_graph(graph)
-    try:
-        graph.save(args.output, precision=file_precision(args.precision))
-    except OSError as e:
-        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    graph = save_as(graph, args)
     meta = graph.meta
     summary = {"output": args.output, "arch": args.arch, "T": meta["T"], "params": graph.num_params,
                "precision": args.precision, "bytes": Path(args.output).stat().st_size,
@@ -131,16 +125,24 @@ def run(args) -> int:
     return 0
 
 
-def file_precision(precision: str) -> str | None:
-    """The float precision Graph.save writes. An int8 model keeps its other parameters as they are (the
-    int8 mode applies scale and bias in float64, so a converted int8 file equals int8 at run time)."""
-    return None if precision == "int8" else precision
+def save_as(graph, args):
+    """Write the graph at --precision to -o (int8: conv2d/linear weights quantised first; the other
+    parameters as they are, since the int8 mode applies scale and bias in float64, so a converted int8
+    file equals int8 at run time). Returns the graph written."""
+    if args.precision == "int8":
+        from ..quant import quantise_graph
+        graph = quantise_graph(graph)
+    try:
+        graph.save(args.output, precision=None if args.precision == "int8" else args.precision)
+    except OSError as e:
+        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    return graph
 
 
 def requantise(args) -> int:
     """An existing .evrt model to float32 or int8 (conv2d/linear weights quantised) parameters."""
     from ..graph import Graph
-    from ..quant import quantise_graph, weight_bytes
+    from ..quant import weight_bytes
 
     if args.precision == "float64":
         raise EvrtError(f"{args.checkpoint} is already an evrt model; give --precision float32 or int8 to "
@@ -149,12 +151,7 @@ def requantise(args) -> int:
         raise EvrtError("--arch does not apply to an .evrt model")
     check_output(args.output, [args.checkpoint], args.force)
     graph = Graph.load(args.checkpoint)
-    if args.precision == "int8":
-        graph = quantise_graph(graph)
-    try:
-        graph.save(args.output, precision=file_precision(args.precision))
-    except OSError as e:
-        raise EvrtError(f"-o {args.output}: cannot write ({e.strerror or e})") from None
+    graph = save_as(graph, args)
     summary = {"output": args.output, "precision": args.precision, "ops": len(graph.ops),
                "weight_bytes": weight_bytes(graph, args.precision), "params": graph.num_params,
                "bytes": Path(args.output).stat().st_size}
