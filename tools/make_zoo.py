@@ -206,14 +206,44 @@ def fresh_scores(family, log, graph_path: Path, ckpt_path: Path, spec, classes, 
     return out
 
 
+def score_test_split(out: Path, samples, y, classes, family, ckpt_path, log, spec):
+    """The shipped model.evrt (float32, clip mode) and the PyTorch reference on the test samples (labels
+    y): the card's common accuracy fields, its per-sample costs, and both sides' predictions."""
+    from evrt.engine import Session
+    from evrt.evaluate import evaluate
+    from evrt.graph import Graph
+    sess = Session(Graph.load(str(out / "model.evrt")), precision="float32", mode="clip")
+    t0 = time.perf_counter()
+    res = evaluate(sess, samples, progress=False)
+    ev_s = time.perf_counter() - t0
+    tot = sess.report().totals()
+    n = res.n
+    ev_pred = np.array([classes.index(p["pred"]) for p in res.predictions])
+    ref_pred = reference_predictions(family, ckpt_path, log, samples, spec)
+    accuracy = {"evrt": res.correct / n, "evrt_correct": res.correct, "reference": float((ref_pred == y).mean()),
+                "reference_correct": int((ref_pred == y).sum()), "agreement": float((ev_pred == ref_pred).mean()),
+                "n_samples": n}
+    per_sample = {"acs": tot["acs"] / n, "macs": tot["macs"] / n, "energy_uj": tot["energy_pj"] / n / 1e6,
+                  "paper_estimate_uj": tot["paper_estimate_pj"] / n / 1e6, "dense_macs": tot["dense_macs"] / n,
+                  "dense_energy_uj": tot["dense_energy_pj"] / n / 1e6, "firing_rate": tot["firing_rate"],
+                  "events": float(np.mean([len(s.events) for s in samples])),
+                  "evrt_seconds": ev_s / n, "energy_model": "0.9 pJ/AC, 4.6 pJ/MAC (45 nm)"}
+    return res, ref_pred, accuracy, per_sample
+
+
+def scored_line(name, a) -> str:
+    """The progress line make_zoo prints for a built model."""
+    n = a["n_samples"]
+    return (f"{name}: evrt {a['evrt_correct']}/{n} reference {a['reference_correct']}/{n} agreement "
+            f"{a['agreement']:.3f}")
+
+
 def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh_root=None, fresh_limit=44,
               lin_fresh: dict | None = None) -> dict:
     from evrt.archs import convert
     from evrt.checkpoint import load_checkpoint
     from evrt.datasets import DVSGesture
     from evrt.datasets.dvsgesture import class_names
-    from evrt.engine import Session
-    from evrt.evaluate import evaluate
     from evrt.framing import FrameSpec
 
     log = json.loads((run_dir / "train_log.json").read_text())
@@ -238,17 +268,8 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh
 
     test = DVSGesture(DATA, split="test")
     samples = [test[i] for i in range(len(test))]
-    from evrt.graph import Graph
-    sess = Session(Graph.load(str(out / "model.evrt")), precision="float32", mode="clip")
-    t0 = time.perf_counter()
-    res = evaluate(sess, samples, progress=False)
-    ev_s = time.perf_counter() - t0
-    tot = sess.report().totals()
-    n = res.n
-    ev_pred = np.array([classes.index(p["pred"]) for p in res.predictions])
-    ref_pred = reference_predictions(family, ckpt_path, log, samples, spec)
     y = np.array([s.gesture_id for s in samples])
-    agree = float((ev_pred == ref_pred).mean())
+    res, ref_pred, scored, per_sample = score_test_split(out, samples, y, classes, family, ckpt_path, log, spec)
     params = int(log["params"])
     card = {
         "name": name, "family": family, "title": FAMILY_TITLE[family], "file": "model.evrt",
@@ -274,8 +295,7 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh
                                    "run 1: 5 processes, run 2: 7)",
                      "validation_accuracy": log.get("val_acc"), "selection": why,
                      "reference_test_accuracy_on_device": log["test_acc_device"]},
-        "accuracy": {"evrt": res.correct / n, "evrt_correct": res.correct, "reference": float((ref_pred == y).mean()),
-                     "reference_correct": int((ref_pred == y).sum()), "agreement": agree, "n_samples": n,
+        "accuracy": {**scored,
                      "test_data": "examples/data/dvsgesture_synth test split (users 05-06, never seen in training): "
                                   + SHIPPED_CMD,
                      "linear_baseline": lin["accuracy"], "linear_baseline_detail": lin},
@@ -283,11 +303,7 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh
                             **({"linear_baseline": lin_fresh["accuracy"], "linear_baseline_correct": lin_fresh["correct"]}
                                if lin_fresh and log.get("fresh") else {})),
         "realism": REALISM,
-        "per_sample": {"acs": tot["acs"] / n, "macs": tot["macs"] / n, "energy_uj": tot["energy_pj"] / n / 1e6,
-                       "paper_estimate_uj": tot["paper_estimate_pj"] / n / 1e6, "dense_macs": tot["dense_macs"] / n,
-                       "dense_energy_uj": tot["dense_energy_pj"] / n / 1e6, "firing_rate": tot["firing_rate"],
-                       "events": float(np.mean([len(s.events) for s in samples])),
-                       "evrt_seconds": ev_s / n, "energy_model": "0.9 pJ/AC, 4.6 pJ/MAC (45 nm)"},
+        "per_sample": per_sample,
         "precision": "float32",
         "folding": graph.meta.get("folding"),
         "unused_keys": graph.meta.get("unused_keys"),
@@ -299,9 +315,8 @@ def build_one(name, family, run_dir: Path, why, lin: dict, out_root: Path, fresh
                                                       "root": "examples/data/dvsgesture_synth",
                                                       "predictions": preds}, indent=1) + "\n")
     (out / "README.md").write_text(readme(card))
-    print(f"{name}: evrt {res.correct}/{n} reference {int((ref_pred == y).sum())}/{n} agreement {agree:.3f} "
-          f"linear {lin['accuracy']:.3f}  {card['per_sample']['acs']:.3g} ACs {card['per_sample']['energy_uj']:.3g} uJ "
-          f"({ev_s:.1f}s)", flush=True)
+    print(f"{scored_line(name, scored)} linear {lin['accuracy']:.3f}  {per_sample['acs']:.3g} ACs "
+          f"{per_sample['energy_uj']:.3g} uJ ({per_sample['evrt_seconds'] * scored['n_samples']:.1f}s)", flush=True)
     return card
 
 
@@ -427,10 +442,7 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
     from evrt.archs import convert
     from evrt.checkpoint import load_checkpoint
     from evrt.datasets.nmnist import CLASSES, NMNIST
-    from evrt.engine import Session
-    from evrt.evaluate import evaluate
     from evrt.framing import FrameSpec
-    from evrt.graph import Graph
 
     log = json.loads((run_dir / "train_log.json").read_text())
     if log.get("dataset") != "nmnist":
@@ -451,17 +463,10 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
 
     test = NMNIST(NMNIST_DATA, split="test")
     samples = [test[i] for i in range(len(test))]
-    sess = Session(Graph.load(str(out / "model.evrt")), precision="float32", mode="clip")
-    t0 = time.perf_counter()
-    res = evaluate(sess, samples, progress=False)
-    ev_s = time.perf_counter() - t0
-    tot = sess.report().totals()
-    n = res.n
-    ev_pred = np.array([classes.index(p["pred"]) for p in res.predictions])
-    ref_pred = reference_predictions(family, ckpt_path, log, samples, spec)
     y = np.array([s.label for s in samples])
+    res, ref_pred, scored, per_sample = score_test_split(out, samples, y, classes, family, ckpt_path, log, spec)
+    n = res.n
     lin = nmnist_linear_baseline(train_root, log, samples)
-    agree = float((ev_pred == ref_pred).mean())
     t = log
     m = re.search(r"--threads (\d+)", t["command"])
     threads = t.get("threads") or (int(m.group(1)) if m else "?")
@@ -495,18 +500,13 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
                      "device": f"CPU ({t['device']}, {threads} thread(s), shared 2-core machine), torch {t['torch']}",
                      "validation_accuracy": t["val_acc"], "selection": why,
                      "reference_test_accuracy_at_training": t["test_acc_device"]},
-        "accuracy": {"evrt": res.correct / n, "evrt_correct": res.correct, "reference": float((ref_pred == y).mean()),
-                     "reference_correct": int((ref_pred == y).sum()), "agreement": agree, "n_samples": n,
+        "accuracy": {**scored,
                      "test_data": "examples/data/nmnist Test split: the first 100 real N-MNIST test recordings "
                                   "(ids 60001-60100), never seen in training",
                      "validation_accuracy": t["val_acc"],
                      "linear_baseline": lin["accuracy"],
                      "linear_baseline_detail": {k: v for k, v in lin.items() if k != "predictions"}},
-        "per_sample": {"acs": tot["acs"] / n, "macs": tot["macs"] / n, "energy_uj": tot["energy_pj"] / n / 1e6,
-                       "paper_estimate_uj": tot["paper_estimate_pj"] / n / 1e6, "dense_macs": tot["dense_macs"] / n,
-                       "dense_energy_uj": tot["dense_energy_pj"] / n / 1e6, "firing_rate": tot["firing_rate"],
-                       "events": float(np.mean([len(s.events) for s in samples])),
-                       "evrt_seconds": ev_s / n, "energy_model": "0.9 pJ/AC, 4.6 pJ/MAC (45 nm)"},
+        "per_sample": per_sample,
         "precision": "float32",
         "folding": graph.meta.get("folding"),
         "unused_keys": graph.meta.get("unused_keys"),
@@ -519,9 +519,9 @@ def build_nmnist(name, family, run_dir: Path, why, train_root: Path, out_root: P
                                                       "dataset": "nmnist", "root": "examples/data/nmnist",
                                                       "predictions": preds}, indent=1) + "\n")
     (out / "README.md").write_text(readme_nmnist(card))
-    print(f"{name}: evrt {res.correct}/{n} reference {int((ref_pred == y).sum())}/{n} agreement {agree:.3f} "
-          f"linear {lin['accuracy']:.3f} (val {lin['validation_accuracy']:.3f})  validation {t['val_acc']:.3f}  "
-          f"{card['per_sample']['acs']:.3g} ACs {card['per_sample']['energy_uj']:.3g} uJ ({ev_s:.1f}s)", flush=True)
+    print(f"{scored_line(name, scored)} linear {lin['accuracy']:.3f} (val {lin['validation_accuracy']:.3f})"
+          f"  validation {t['val_acc']:.3f}  {per_sample['acs']:.3g} ACs {per_sample['energy_uj']:.3g} uJ "
+          f"({per_sample['evrt_seconds'] * n:.1f}s)", flush=True)
     return card
 
 
