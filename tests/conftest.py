@@ -21,7 +21,7 @@ def require(module: str, why: str = "pip install -e '.[dev]'"):
         return importlib.import_module(module)
     except ImportError as exc:
         if ON_CI:
-            pytest.fail(f"{module} is required on CI (dev extra) but is not importable: {exc}", pytrace=False)
+            pytest.fail(f"{module} is required on CI ({why}) but is not importable: {exc}", pytrace=False)
         pytest.skip(f"{module} not installed ({why})", allow_module_level=True)
 
 

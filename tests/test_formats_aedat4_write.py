@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ON_CI
+from conftest import require
 from evrt.cli import main
 from evrt.events import make_events
 from evrt.formats import AEDAT4Writer, read_recording, write_aedat4
@@ -21,13 +21,7 @@ NMNIST = os.path.join(os.path.dirname(os.path.dirname(DATA)), "examples", "data"
 
 
 def _dv():
-    try:
-        import dv_processing
-    except ImportError:
-        if ON_CI:
-            pytest.fail("dv-processing is required on CI (dev extra) but is not installed")
-        pytest.skip("dv-processing not installed (pip install dv-processing)")
-    return dv_processing
+    return require("dv_processing", "pip install dv-processing")
 
 
 def _read_with_aedat(path):
@@ -146,13 +140,7 @@ def test_info_on_v2e_file_without_chip_is_one_line_error(capsys):
 
 # ------------------------------------------------------------------------- AEDAT 4 decoding paths
 def _faery():
-    try:
-        import faery
-    except ImportError:
-        if ON_CI:
-            pytest.fail("faery is required on CI (dev extra) but is not installed")
-        pytest.skip("faery not installed")
-    return faery
+    return require("faery", "pip install faery")
 
 
 def test_lz4_and_zstd_files_written_by_faery(tmp_path):

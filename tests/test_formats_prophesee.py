@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ON_CI
+from conftest import require
 from evrt.errors import FormatError
 from evrt.events import EVENT_DTYPE
 from evrt.formats import detect_format, read_recording
@@ -24,13 +24,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 def _faery():
-    try:
-        import faery
-    except ImportError:
-        if ON_CI:
-            pytest.fail("faery is required on CI (dev extra) but is not installed")
-        pytest.skip("faery not installed (pip install faery)")
-    return faery
+    return require("faery", "pip install faery")
 
 
 def _faery_events(path, size):

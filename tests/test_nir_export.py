@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ON_CI
+from conftest import require
 from evrt.archs.common import GraphBuilder
 from evrt.engine import Session
 from evrt.errors import GraphError
@@ -21,13 +21,7 @@ CNN = ROOT / "models" / "nir-nmnist-cnn" / "cnn_sinabs.nir"
 
 @pytest.fixture
 def nir():
-    try:
-        import nir
-    except ImportError:
-        if ON_CI:
-            pytest.fail("nir is required on CI (dev extra)")
-        pytest.skip("nir not installed")
-    return nir
+    return require("nir")
 
 
 def _native_graph(seed=0):

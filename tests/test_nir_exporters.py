@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ON_CI
+from conftest import require
 from evrt.engine import Session
 from evrt.nir import import_nir
 
@@ -15,12 +15,7 @@ T = 30
 
 
 def _require(name):
-    try:
-        return __import__(name)
-    except ImportError:
-        if ON_CI:
-            pytest.fail(f"{name} is required on CI (nir-dev extra) but is not importable")
-        pytest.skip(f"{name} not installed (see docs/NIR.md: the nir-dev extra)")
+    return require(name, "the nir-dev extra: docs/NIR.md")
 
 
 def _cast_inputs(torch, net):
@@ -84,7 +79,7 @@ def _run_both(build, xs_fn):
 
 
 def test_sinabs_conv_iaf_pool_lif():
-    sinabs = _require("sinabs")
+    _require("sinabs")
     from sinabs.nir import to_nir
     import sinabs.layers as sl
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ON_CI
+from conftest import require
 from evrt.engine import Session
 from evrt.errors import EvrtError, GraphError
 
@@ -20,12 +20,7 @@ NMNIST = ROOT / "examples" / "data" / "nmnist" / "Test"
 
 
 def _require(name):
-    try:
-        return __import__(name)
-    except ImportError:
-        if ON_CI:
-            pytest.fail(f"{name} is required on CI (nir-dev extra) but is not importable")
-        pytest.skip(f"{name} not installed")
+    return require(name, "the nir-dev extra: docs/NIR.md")
 
 
 @pytest.fixture
