@@ -18,7 +18,8 @@ from .counters import LayerCount, Report
 from .errors import EventError, GraphError
 from .graph import Graph
 from .kernels import every_variant
-from .kernels.threads import apply as apply_threads, get_threads, region as thread_region, set_threads
+from .kernels.threads import apply as apply_threads, get_threads, region as thread_region, serial_here, set_threads
+from . import stages as staging
 from .ops import Kind, build
 from .readout import confidence
 
@@ -80,11 +81,14 @@ class _Totals:
 class Session:
     def __init__(self, graph: Graph | str, precision: str = "float32", mode: str = "clip",
                  reset_every: int | None | str = "T", profile: bool = False, threads: int | None = None,
-                 spike_lists: bool = True):
+                 spike_lists: bool = True, stages: int | None = None):
         """threads: cores for each step's kernels, process-wide (kernels.threads.set_threads); None keeps
         the current setting (EVRT_THREADS, else every usable core). Results do not depend on it.
         spike_lists: neurons that feed an event conv/linear directly hand it their spike list (see
-        _link_spike_lists); off, every such kernel scans the 0/1 map. Results do not depend on it."""
+        _link_spike_lists); off, every such kernel scans the 0/1 map. Results do not depend on it.
+        stages: a clip (run_clip) is cut into this many consecutive stages of ops, each on its own thread,
+        the steps flowing through them (evrt/stages.py); None: one stage per thread; 1: one step after
+        the other, each step's kernels split between the threads. Results do not depend on it."""
         if not isinstance(graph, Graph):
             graph = Graph.load(graph)
         if precision not in PRECISIONS:
@@ -120,6 +124,13 @@ class Session:
         self.ctx = _Context()
         self.profile = profile        # accumulate wall time per op into self.op_seconds (off: no cost)
         self.op_seconds = {impl.name: 0.0 for impl in self.impls}
+        if stages is not None and (isinstance(stages, bool) or not isinstance(stages, (int, np.integer))
+                                   or stages < 1):
+            raise GraphError(f"stages must be a whole number >= 1 or None (one per thread), got {stages!r}")
+        self.stages = stages
+        self.stage_plan = None        # planned from the first two clips' op times (evrt/stages.py)
+        self._stage_costs = None
+        self._warming = False
         self._window: deque = deque(maxlen=self.T)
         self._sum = None
         self.t = 0
@@ -199,6 +210,7 @@ class Session:
         the state and counters are reset."""
         listing = [i for i in self.impls if getattr(i, "idx", None) is not None]
         saved = [i.idx for i in listing]
+        self._warming = True
         try:
             for lists in (False, True):
                 for i, idx in zip(listing, saved):
@@ -210,7 +222,12 @@ class Session:
                         with every_variant():
                             run_once(dense)
                         self.reset()
+                    if self._stage_count(self.T) > 1:   # the stages' serial kernels
+                        with serial_here():
+                            run_once(dense)
+                        self.reset()
         finally:
+            self._warming = False
             for i, idx in zip(listing, saved):
                 i.idx = idx
             self.reset()
@@ -296,19 +313,64 @@ class Session:
         return self._run_steps(steps)
 
     def _run_steps(self, steps: list) -> ClipResult:
-        """One clip's steps from a fresh state; the readout is the mean of the step outputs."""
+        """One clip's steps from a fresh state; the readout is the mean of the step outputs. With several
+        stages the clip runs staged (evrt/stages.py); the first two such clips run on one thread and time
+        their ops, from which the stages are cut."""
         if not steps:
             raise EventError("the clip has no events (no time window to run)")
         self.reset()
         saved, self.reset_every = self.reset_every, None
         try:
-            outs = [self.step(x) for x in steps]
+            k = self._stage_count(len(steps))
+            if k == 1:
+                logits, acs, macs = self._run_sequential(steps)
+            elif self.stage_plan is None or self.stage_plan.requested != k:
+                # timed on one thread, twice: the first clip may include compiling kernels; each op's
+                # cost is the smaller of its two times
+                costs, (logits, acs, macs) = staging.op_costs(self, steps)
+                if self._stage_costs is None:
+                    self._stage_costs = costs
+                else:
+                    costs = [min(a, b) for a, b in zip(costs, self._stage_costs)]
+                    self.stage_plan = staging.StagePlan(self.impls, self.output, staging.balance(costs, k), costs, k)
+                    self._stage_costs = None
+            else:
+                apply_threads()
+                plan = self.stage_plan
+                logits, acs, macs = staging.run_staged(self, plan, steps, _Context)
+                self._totals.steps += len(steps)
+                if plan.staged_clips == 1 and not plan.refined:   # re-cut once by the staged times
+                    self.stage_plan = staging.StagePlan(self.impls, self.output,
+                                                        staging.balance(plan.staged_costs, k), plan.staged_costs, k)
+                    self.stage_plan.refined = True
         finally:
             self.reset_every = saved
-        step_logits = np.stack([o.logits for o in outs])
-        res = ClipResult(step_logits.mean(axis=0), step_logits, sum(o.acs for o in outs), sum(o.macs for o in outs))
+        step_logits = np.stack(logits)
+        res = ClipResult(step_logits.mean(axis=0), step_logits, int(sum(acs)), int(sum(macs)))
         self.reset()
         return res
+
+    def plan_stages(self, k: int, costs=None):
+        """Cut the graph into k stages now, balanced by `costs` (one number per op, in graph order; None:
+        every op alike) instead of by measured times; the plan is kept until the stage count changes."""
+        costs = [1.0] * len(self.impls) if costs is None else [float(c) for c in costs]
+        if len(costs) != len(self.impls):
+            raise GraphError(f"costs: one per op ({len(self.impls)}), got {len(costs)}")
+        k = max(1, min(int(k), len(self.impls)))
+        self.stage_plan = staging.StagePlan(self.impls, self.output, staging.balance(costs, k), costs, k)
+        self.stage_plan.refined = True
+        return self.stage_plan
+
+    def _run_sequential(self, steps: list) -> tuple[list, list, list]:
+        outs = [self.step(x) for x in steps]
+        return [o.logits for o in outs], [o.acs for o in outs], [o.macs for o in outs]
+
+    def _stage_count(self, n_steps: int) -> int:
+        """Stages for a clip of n_steps: 1 (sequential) while tracing, forcing, profiling or warming up."""
+        if self._warming or self.ctx.trace or self.ctx.force or self.profile or n_steps < 2:
+            return 1
+        k = self.stages if self.stages is not None else get_threads()
+        return max(1, min(k, len(self.impls)))
 
     # ------------------------------------------------------------------------------ reference layout
     def _impl(self, name: str):

@@ -11,7 +11,7 @@ from numba import njit, prange
 from .threads import get_threads, serial_and_parallel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _head_dim(c, heads):
     if heads <= 0 or c % heads != 0:
         raise ValueError("channel count must be a multiple of heads")
@@ -77,7 +77,7 @@ def _ssa_impl(q, k, v, heads, out):
     return acs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sdsa_kv(k, v, out):
     """SDT v1 (code version): out[c] = Σ_n k[n,c] v[n,c] for k, v (N, C), out (C,).
     ACs = number of n with both k[n,c] and v[n,c] non-zero, summed over c."""

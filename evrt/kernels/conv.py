@@ -48,7 +48,7 @@ PAR_MIN_ELEMENTS = 1 << 19
 PAR_MIN_PAIRS = 2_000_000
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _taps(n_in, n_out, k, stride, pad):
     """For each input row i, the (output row, kernel row) pairs with o*stride - pad + kk == i.
     Returns (count (n_in,), out_idx (n_in, k), tap_idx (n_in, k))."""
@@ -65,7 +65,7 @@ def _taps(n_in, n_out, k, stride, pad):
     return cnt, oi, ki
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def row_counts(row):
     """(non-zeros, non-zeros other than 1) of a 1-D row, as integer sums: they vectorise, and a row of
     0/1 values needs no float sum (its sum is its non-zero count)."""
@@ -78,7 +78,7 @@ def row_counts(row):
     return n, other
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _counts_row(x, yy, ny, nx, cout_per_group):
     """(nnz, pairs, weighted, non-zeros other than 1) of input row yy (weighted summed from 0 over the
     row's pixels)."""
@@ -104,7 +104,7 @@ def _counts_row(x, yy, ny, nx, cout_per_group):
     return nnz, pairs, weighted, others
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     """(nnz, pairs, weighted) for a conv over x: every non-zero input reaches
     ny[y] * nx[x] * cout_per_group output neurons. weighted is summed per input row, then over the rows
@@ -123,7 +123,7 @@ def conv2d_counts(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     return nnz, pairs, weighted
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     """conv2d_counts with the input rows split between threads; the row sums are added in row order
     afterwards, so the result equals conv2d_counts bit for bit. Also returns each row's non-zeros and
@@ -147,7 +147,7 @@ def conv2d_counts_par(x, kh, kw, stride, pad, ho, wo, cout_per_group):
     return nnz, pairs, weighted, rn, ro
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill_bias(b, out):
     ho, wo, co = out.shape
     n = min(co, b.size)
@@ -165,7 +165,7 @@ def _fill_bias(b, out):
 BLOCK_BYTES = 256 * 1024
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nz_csr(x, groups, nsub, ptr, idx):
     """The non-zero channels of x (H, W, C) listed per (pixel, segment), each group's channels cut into
     nsub equal segments: segment s = ((y * W + x) * nsub + sub) * groups + g lists the offsets within the
@@ -202,7 +202,7 @@ def _nz_csr(x, groups, nsub, ptr, idx):
     return other == 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def list_counts(li, n, h, wd, c, kh, kw, stride, pad, ho, wo, cout_per_group):
     """conv2d_counts from a spike list (flat indices into an (H, W, C) 0/1 map, li[:n], ascending)
     instead of a scan of the map: (nnz, pairs, weighted, non-zeros per input row). weighted = pairs,
@@ -228,7 +228,7 @@ def list_counts(li, n, h, wd, c, kh, kw, stride, pad, ho, wo, cout_per_group):
     return n, pairs * cout_per_group, np.float64(pairs * cout_per_group), rn
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _list_row_nnz(li, n, h, row_len):
     """Non-zeros per input row of an (H, W, C) map from its spike list (row_len = W * C)."""
     rn = np.zeros(h, np.int64)
@@ -243,7 +243,7 @@ def _list_row_nnz(li, n, h, row_len):
     return rn
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _list_csr(li, n, c, groups, nsub, ptr, idx):
     """_nz_csr's lists built from a spike list li[:n] (ascending flat indices) in O(n + segments),
     walking pixels forward and looking each channel's segment and offset up in tables (no division
@@ -308,7 +308,7 @@ def _list_csr(li, n, c, groups, nsub, ptr, idx):
     ptr[0] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, oy0, oy1, yb):
     """The event path on the output rows oy0 <= oy < oy1: out4[oy0:oy1] (Ho, Wo, groups, Cout/groups) =
     b2 + conv(x, w3), w3 the weight rows (kh*kw*Cin/groups, groups, Cout/groups), ptr/idx the non-zero
@@ -389,21 +389,21 @@ def _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx
                                     k += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_scatter(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx):
     """The event path on one thread: all output rows as one part."""
     ones = _nz_csr(x, w3.shape[1], nsub, ptr, idx)
     _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, ones, 0, out4.shape[0], 0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_scatter_list(li, nl, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, x):
     """_conv_scatter fed by a spike list: the lists come from li[:nl], not from a scan of x (0/1)."""
     _list_csr(li, nl, x.shape[2], w3.shape[1], nsub, ptr, idx)
     _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, True, 0, out4.shape[0], 0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz):
     """_conv_scatter_par fed by a spike list: the whole map's lists are built once (O(spikes)), and each
     band reads its input rows from them; the bands and the adds are those of the scan path."""
@@ -415,7 +415,7 @@ def _conv_scatter_par_list(li, nl, x, w3, b2, kh, kw, stride, pad, out4, nsub, t
                            bands[i], bands[i + 1], 0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def row_bands(work, n):
     """Cut rows with the given work into at most n bands of consecutive rows with about equal work:
     bands[i] .. bands[i + 1]. Each band gets at least one row; rows with no work still belong to one."""
@@ -438,7 +438,7 @@ def row_bands(work, n):
     return bands
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _out_row_work(h, wd, ho, kh, stride, pad, row_nnz):
     """Non-zero inputs reaching each output row (the event path's work per row)."""
     work = np.zeros(ho, np.float64)
@@ -449,7 +449,7 @@ def _out_row_work(h, wd, ho, kh, stride, pad, row_nnz):
     return work
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def row_nonzeros_par(x):
     """(non-zeros, non-zeros other than 1) of each input row of x (H, W, C), rows split between threads."""
     h, wd, _ = x.shape
@@ -463,7 +463,7 @@ def row_nonzeros_par(x):
     return rn, ro
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx, n, row_nnz, ones):
     """The event path with the output rows cut into n bands of about equal work, one per thread, in
     one fork-join: each band lists the non-zeros of the input rows it reads (its own rows of ptr and
@@ -485,7 +485,7 @@ def _conv_scatter_par(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, ptr, idx,
         _conv_scatter_part(x, w3, b2, kh, kw, stride, pad, out4, nsub, tpb, pb, ib, ones, oy0, oy1, y0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scatter_depthwise(x, w, b, stride, pad, out):
     """Depthwise event path (w (kh, kw, 1, C)): every non-zero input adds x * w[ky, kx, 0, c] to the
     channel c of each output it reaches (rows of one weight do not suit the row-summing kernel)."""
@@ -710,7 +710,7 @@ def conv2d_events(ys, xs, cs, w, b, stride, pad, out) -> Counts:
     return Counts(len(ys), pairs, float(pairs))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv2d_events(ys, xs, cs, w, b, stride, pad, out):
     """The event loop of conv2d_events; returns pairs."""
     kh, kw, _, cout = w.shape

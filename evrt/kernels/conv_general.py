@@ -14,7 +14,7 @@ from numba import njit
 from .counts import Counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scatter_one(out, w, v, y, x, ci, o0, cpg, sh, sw, ph, pw, dh, dw):
     """Add v * w taps of one input into out; returns the number of in-bounds taps."""
     kh, kw = w.shape[0], w.shape[1]
@@ -46,7 +46,7 @@ def _scatter_one(out, w, v, y, x, ci, o0, cpg, sh, sw, ph, pw, dh, dw):
     return taps
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill(b, out):
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
@@ -54,7 +54,7 @@ def _fill(b, out):
                 out[i, j, c] = b[c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv2d_general(x, w, b, sh, sw, ph, pw, dh, dw, groups, out):
     h, wd, cin = x.shape
     cig, cout = w.shape[2], w.shape[3]
@@ -77,7 +77,7 @@ def _conv2d_general(x, w, b, sh, sw, ph, pw, dh, dw, groups, out):
     return nnz, pairs, weighted
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv2d_general_events(ys, xs, cs, w, b, sh, sw, ph, pw, dh, dw, out):
     _fill(b, out)
     cout = w.shape[3]

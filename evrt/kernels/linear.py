@@ -17,7 +17,7 @@ from .matmul import matmul
 DENSE_ABOVE_LINEAR = 0.3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_counts(x, cout):
     """(nnz, pairs, weighted): each non-zero input reaches all Cout outputs of its token."""
     n, cin = x.shape

@@ -39,7 +39,7 @@ def _typed_impl(p, like):
     return copy
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scalar(k, like):
     """k rounded once to like's dtype (a Python float would otherwise promote float32 math to float64)."""
     t = np.empty(1, like.dtype)
@@ -47,13 +47,13 @@ def _scalar(k, like):
     return t[0]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _check(n, p):
     if p == 0 or n % p != 0:
         raise ValueError("neuron parameter size must divide the number of neurons")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _row_length(n, p):
     """Length of the rows the fast loops walk: a multiple of the parameter size p that divides n, at
     most ~2048 when p is small. Parameters tiled to this length line up with every row, so the inner
@@ -66,7 +66,7 @@ def _row_length(n, p):
     return p * m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tiled(p, r):
     if r == p.size:
         return p
@@ -76,7 +76,7 @@ def _tiled(p, r):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1, lst, li):
     """Elements e0 <= i < e1 of the untraced, unforced step, walked as pieces of rows of length r (the
     parameters tiled to r line up with every row): branch-free rows (selects, not jumps), same
@@ -137,7 +137,7 @@ def _fast_rows(kind, xf, vf, sf, hf, rec, kk, a, c_, th, up, r, e0, e1, lst, li)
     return spikes
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rows_setup(kind, n, a, c_, th, sg):
     r = _row_length(n, a.size)
     a = _tiled(a, r)
@@ -150,7 +150,7 @@ def _rows_setup(kind, n, a, c_, th, sg):
     return r, a, c_, th, up
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fast(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, lst, li):
     """The unforced step on one thread. a, c_, th, sg already rounded to the state dtype."""
     r, a, c_, th, up = _rows_setup(kind, vf.size, a, c_, th, sg)
@@ -165,7 +165,7 @@ PAR_MIN_NEURONS = 1 << 19
 PAR_MIN_NEURONS_PER_ELEMENT = 1 << 19
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li):
     """_fast with the elements cut into `parts` equal ranges (at multiples of 16: a cache line of
     float32), one per thread; the spike counts (integers) are summed after. Each part lists its fired
@@ -197,7 +197,7 @@ def _neuron(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
     return _neuron_one(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li):
     """Flat views, parameters in the state dtype, and the argument checks of _neuron."""
     n = v.size
@@ -226,13 +226,13 @@ def _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li):
     return xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _neuron_par(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, parts, li):
     xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst = _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
     return _fast_par(kind, xf, vf, sf, hf, rec, kk, a, c_, th, sg, parts, lst, li)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _neuron_one(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li):
     xf, vf, sf, ff, rec, hf, kk, a, c_, th, sg, lst = _prepare(kind, x, v, k, p1, p2, p3, p4, f, forced, s, h, li)
     if not forced:

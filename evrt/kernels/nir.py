@@ -28,7 +28,7 @@ from numba import njit
 from .counts import Counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nir_neuron_step(x, v, i, a_m, b_m, c_m, a_s, b_s, vth, vreset, vmin, cuba, fire, reset, use_floor,
                     forced, s, h):
     n = v.size
@@ -120,7 +120,7 @@ def sumpool2d(x, kh, kw, sh, sw, ph, pw, out) -> Counts:
     return Counts(int(nnz), int(pairs), float(weighted))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sumpool2d(x, kh, kw, sh, sw, ph, pw, out):
     h, w, c = x.shape
     ho, wo, _ = out.shape

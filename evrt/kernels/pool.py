@@ -7,7 +7,7 @@ from numba import njit, prange
 from .threads import get_threads, serial_and_parallel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_into(acc, src):
     for j in range(acc.size):
         # fmax vectorises (a compare-and-select did not: 2.5x); like the old `if v > acc` it ignores a NaN

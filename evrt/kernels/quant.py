@@ -18,7 +18,7 @@ from numba import njit
 from .counts import Counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _taps(n_in, n_out, k, stride, pad, dil):
     """For each input index i, the (output index, kernel index) pairs with o*stride - pad + kk*dil == i."""
     cnt = np.zeros(n_in, np.int64)
@@ -34,7 +34,7 @@ def _taps(n_in, n_out, k, stride, pad, dil):
     return cnt, oi, ki
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add_rows(arow, q3, base, nzc, k, k1, g):
     """arow += the int8 rows q3[base + nzc[k:k1], g] (spikes). Eight rows are summed per pass over
     arow in int16 (|sum| <= 8 * 128 fits exactly; twice the lanes of int32), then widened once.
@@ -60,7 +60,7 @@ def _add_rows(arow, q3, base, nzc, k, k1, g):
         k += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add_scaled_rows(arow, q3, base, nzc, vals, k, k1, g):
     """arow += vals[i] * q3[base + nzc[i], g] for i in k..k1 (counts)."""
     cpg = arow.shape[0]
@@ -71,7 +71,7 @@ def _add_scaled_rows(arow, q3, base, nzc, vals, k, k1, g):
             arow[j] += v * r0[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_int(x, q3, kh, kw, sh, sw, ph, pw, dh, dw, acc4):
     """acc4 (Ho, Wo, groups, Cout/groups) += Σ x * q over the non-zero inputs; q3 (kh*kw*cig, groups,
     Cout/groups) int8; x (H, W, Cin) of integer values in any dtype. Returns (nnz, pairs, weighted,
@@ -180,7 +180,7 @@ def linear_int(x, q, acc) -> tuple[Counts, int, int]:
                       acc.reshape(n, 1, q.shape[1]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_events_int(ys, xs, cs, q, sh, sw, ph, pw, dh, dw, acc):
     kh, kw, _, cout = q.shape
     ho, wo, _ = acc.shape
@@ -224,7 +224,7 @@ def conv2d_events_int(ys, xs, cs, q, stride, pad, dilation, acc) -> Counts:
     return Counts(len(ys), pairs, float(pairs))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _apply_scale(acc2, scale, b, out2):
     for i in range(acc2.shape[0]):
         for j in range(acc2.shape[1]):

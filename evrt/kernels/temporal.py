@@ -17,7 +17,7 @@ from numba import njit
 
 # ------------------------------------------------------------------------------------------ neuron
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dif_step(x, v, vth, fired, cap, may_fire, s, h):
     """Integrate-and-fire, soft reset, at most `cap` spikes per sample. All arrays flat, same length
     (vth per element). may_fire=False: the delay phase — integrate only. h (size 0 or n) records the
@@ -39,7 +39,7 @@ def dif_step(x, v, vth, fired, cap, may_fire, s, h):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dif_step_forced(x, v, vth, fired, f, s, h):
     """Teacher forcing: the given spikes f replace the decision (and drive the reset)."""
     rec = h.size > 0
@@ -61,7 +61,7 @@ def dif_step_forced(x, v, vth, fired, f, s, h):
 
 # ----------------------------------------------------------------------------------------- products
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tprod_qk(a, b, A, B, heads, out):
     """Increment of per-head A Bᵀ this step. a, b (N, D): this step's spikes; A, B (N, D): cumulative
     counts before this step, advanced in place. out (heads, N, N) overwritten. Returns ACs."""
@@ -99,7 +99,7 @@ def tprod_qk(a, b, A, B, heads, out):
     return acs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tprod_av(a, v, A, V, out):
     """Increment of per-head A V this step: a (heads, N, M) spikes, v (M, D) spikes; A, V their
     cumulative counts before this step (advanced in place); out (N, D) overwritten. Returns ACs."""
@@ -140,7 +140,7 @@ def tprod_av(a, v, A, V, out):
 
 # ------------------------------------------------------------------------------------------ pooling
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def maxpool_delta(s, A, M, k, stride, pad, out):
     """Temporally decomposed max-pool (floor mode; padding never wins since counts are >= 0).
     s (H, W, C) this step's spikes; A (H, W, C) cumulative counts, M (Ho, Wo, C) window maxima of the

@@ -22,6 +22,7 @@ import ctypes
 import glob
 import os
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, prange
@@ -35,6 +36,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 _state = {"n": None, "layer": None, "blas": None}
 _lock = threading.RLock()
+_here = threading.local()   # .n: a count for this Python thread only (serial_here)
 
 
 def usable_cores() -> int:
@@ -78,10 +80,25 @@ def set_threads(n: int | None) -> int:
 
 
 def get_threads() -> int:
+    n = getattr(_here, "n", None)
+    if n is not None:
+        return n
     n = _state["n"]
     if n is None:
         n = set_threads(_from_env())
     return n
+
+
+@contextmanager
+def serial_here():
+    """Inside, in the calling Python thread only, every kernel picks its serial variant and matmuls stay
+    whole: the thread is one of several already sharing the cores (a pipeline stage, engine_stages.py)."""
+    saved = getattr(_here, "n", None)
+    _here.n = 1
+    try:
+        yield
+    finally:
+        _here.n = saved
 
 
 def _apply(n: int) -> None:
@@ -189,5 +206,5 @@ def serial_and_parallel(fn):
     par.__qualname__ = fn.__qualname__ + "_par"
     par.__doc__ = fn.__doc__
     par.__module__ = fn.__module__
-    return njit(cache=True)(fn), njit(cache=True, parallel=True)(par)
+    return njit(cache=True, nogil=True)(fn), njit(cache=True, nogil=True, parallel=True)(par)
 
