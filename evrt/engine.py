@@ -202,29 +202,36 @@ class Session:
         return self.ctx.dropped_events
 
     # ------------------------------------------------------------------------------------------- step
-    def warm_up(self, run_once) -> None:
+    def warm_up(self, run_once, streaming: bool = True) -> None:
         """Compile (or load from numba's cache) every kernel variant a later step may pick, so none is
         compiled in the middle of a stream. `run_once(dense)` runs a tiny step or clip: empty input and,
-        with dense=True, an event at every pixel (the dense paths). Each runs with the neurons' spike
-        lists off and on and, with several threads, once more with every parallel variant forced. Then
-        the state and counters are reset."""
+        with dense=True, an event at every pixel (the dense paths), each with the neurons' spike lists off
+        and on. With several threads it runs once more with every parallel variant forced, and, when
+        clips will run in stages, once with the serial kernels the stages run. streaming=False: the
+        session will only run clips, so when those are staged only the serial kernels are compiled
+        (half the compile time from an empty cache). Then the state and counters are reset."""
         listing = [i for i in self.impls if getattr(i, "idx", None) is not None]
         saved = [i.idx for i in listing]
+        staged = self._stage_count(self.T) > 1
+        passes = []          # None: as the session runs; else a context to run the pass in
+        if streaming or not staged:
+            passes.append(None)                           # the current thread count's choices
+            if get_threads() > 1:
+                passes.append(every_variant)
+        if staged:
+            passes.append(serial_here)
         self._warming = True
         try:
             for lists in (False, True):
                 for i, idx in zip(listing, saved):
                     i.idx = idx if lists else None
                 for dense in (False, True):
-                    run_once(dense)
-                    self.reset()
-                    if get_threads() > 1:
-                        with every_variant():
+                    for ctx in passes:
+                        if ctx is None:
                             run_once(dense)
-                        self.reset()
-                    if self._stage_count(self.T) > 1:   # the stages' serial kernels
-                        with serial_here():
-                            run_once(dense)
+                        else:
+                            with ctx():
+                                run_once(dense)
                         self.reset()
         finally:
             self._warming = False
@@ -335,7 +342,6 @@ class Session:
                     self.stage_plan = staging.StagePlan(self.impls, self.output, staging.balance(costs, k), costs, k)
                     self._stage_costs = None
             else:
-                apply_threads()
                 plan = self.stage_plan
                 logits, acs, macs = staging.run_staged(self, plan, steps, _Context)
                 self._totals.steps += len(steps)

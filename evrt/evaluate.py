@@ -125,7 +125,7 @@ def _unpack(s):
 
 
 def warm_up(session) -> float:
-    """Compile the JIT kernels before anything is timed (Session.warm_up: every variant a step may pick,
+    """Compile the JIT kernels before anything is timed (Session.warm_up: every variant a clip may pick,
     on an empty clip and on one with an event at every pixel); returns its seconds."""
     t0 = time.perf_counter()
     one_step = session.meta.get("framing", {}).get("kind") == "time_window"
@@ -136,7 +136,7 @@ def warm_up(session) -> float:
             session.step(ev)   # time-window framing has no window in an empty clip (run_clip refuses it)
         else:
             session.run_clip(ev)
-    session.warm_up(run_once)
+    session.warm_up(run_once, streaming=False)
     return time.perf_counter() - t0
 
 

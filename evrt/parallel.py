@@ -2,14 +2,16 @@
 
 Each worker loads the model once — a mapped float32 file shares its pages between the workers — opens
 the dataset itself and runs with one numba thread, so N workers use N cores without oversubscribing.
-Workers are forked from the parent after its warm-up, so they start with numba and the compiled kernels
-already in memory (milliseconds, where a fresh interpreter spends about a second importing and loading
-the kernel cache) — unless a numba thread pool is already running in the parent (a parallel kernel has
-run), which a fork cannot safely copy: then they are spawned as fresh interpreters. Workers take
-contiguous blocks of sample indices from a queue (a recording that holds many samples is then decoded
-by one or two workers, not all) and send back, per sample, exactly what the serial loop computes: the
-clip's logits, ACs/MACs and the per-layer counters. It scores them in index order, so
-predictions, the confusion matrix and the counters' report are identical to `--workers 1`.
+Workers are spawned (fresh interpreters), not forked: on the machine this was measured on, a process
+that has forked runs numba kernels up to 40x slower from then on (a LIF step: 0.18 ms before the fork,
+6.6-11.5 ms after it, in the parent and in every later child), while spawning leaves both sides at full
+speed (docs/INTERNALS.md "Worker processes"). With `--workers N` given, the workers are started before
+the parent's warm-up: their interpreter start, the model and its kernels (an empty and an every-pixel
+clip; from numba's cache when it is warm, else compiled side by side with the parent) overlap it, and
+they take samples once it is done. Workers take contiguous blocks of sample indices from a queue (a recording that holds many
+samples is then decoded by one or two workers, not all) and send back, per sample, exactly what the
+serial loop computes: the clip's logits, ACs/MACs and the per-layer counters. It scores them in index
+order, so predictions, the confusion matrix and the counters' report are identical to `--workers 1`.
 
 A sample whose reading or run fails raises its error in the parent, named by index; a worker that dies
 (killed, out of memory) ends the evaluation with one line; Ctrl-C stops the workers.
@@ -71,7 +73,21 @@ def read_sample(ds, plan, i):
 _state: dict = {}
 
 
-def _init(job: EvalJob) -> None:
+def _light_warm_up(sess) -> None:
+    """Load the model's one-thread kernels (compiling any the cache lacks): an empty clip and one with an
+    event at every pixel (one step each for time-window framing), then a fresh state and counters."""
+    from .evaluate import pixel_events
+    dense = pixel_events(sess.meta)
+    for ev in (dense[:0], dense):
+        if sess.meta.get("framing", {}).get("kind") == "time_window":
+            sess.step(ev)
+        else:
+            sess.run_clip(ev)
+        sess.reset()
+    sess.reset_counters()
+
+
+def _init(job: EvalJob, warm: bool = True) -> None:
     for var in THREAD_VARS:   # read when numba/numpy are imported: a spawned worker has not yet
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
@@ -83,10 +99,10 @@ def _init(job: EvalJob) -> None:
     if threads is not None and hasattr(threads, "set_threads"):
         threads.set_threads(1)
     from .engine import Session
-    from .evaluate import warm_up
 
     sess = Session(job.model, precision=job.precision, mode="clip")
-    warm_up(sess)
+    if warm:   # a spawned worker loads its kernels here; a forked one has the parent's, compiled and loaded
+        _light_warm_up(sess)
     _state.update(sess=sess, data=open_job(job, sess))
 
 
@@ -113,11 +129,16 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, EvrtError) else f"{type(exc).__name__}: {exc}"
 
 
-def _worker(job: EvalJob, tasks, results) -> None:
-    """Take blocks (start, stop) of sample indices until None; put ("ok", i, result) per sample, or
-    ("error", i, message) and stop (i = -1: the worker could not start)."""
+def _worker(job: EvalJob, tasks, results, warm: bool = True, go=None) -> None:
+    """Load the model (and, with warm, its kernels: a forked worker has the parent's), wait for `go` (the
+    parent's warm-up is done), then take blocks (start, stop) of sample indices until None; put ("ok", i,
+    result) per sample, or ("error", i, message) and stop (i = -1: the worker could not start)."""
     try:
-        _init(job)
+        _init(job, warm)
+        if go is not None:
+            while not go.wait(0.5):
+                if os.getppid() == 1:   # the parent is gone
+                    return
     except BaseException as exc:  # noqa: BLE001  (reported to the parent, which decides)
         results.put(("error", -1, _describe(exc)))
         return
@@ -161,21 +182,30 @@ SERIAL_BELOW_S = 3.0
 
 
 def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, *, classes=None,
-                     output_map=None, on_sample=None, data=None, adaptive: bool = False) -> EvalResult:
+                     output_map=None, on_sample=None, data=None, adaptive: bool = False,
+                     serial_threads: int | None = None) -> EvalResult:
     """`evaluate` of samples 0..n-1 of ``job`` (an evrt.parallel.EvalJob) on ``workers`` processes, with
     results identical to the serial loop: the same per-sample logits, scored in index order, and every
     worker's counters added to ``session``'s (so ``session.report()`` covers all samples).
     on_sample(result dict) sees each result in order (e.g. to sum fit statistics). data: the parent's
     (dataset, fit plan) when it has them open. adaptive: run sample 0 here first and keep going here when
-    all n samples at its pace would take under SERIAL_BELOW_S (workers cost about a second to start);
-    ``extra["workers"]`` says how many ran."""
+    all n samples at its pace would take under SERIAL_BELOW_S (workers cost about a second to start), at
+    `serial_threads` threads (a caller that held this process at the workers' one thread for the
+    warm-up gives back the user's count here); ``extra["workers"]`` says how many ran. Without
+    adaptive, the workers start before the warm-up."""
     from .engine import ClipResult
     from .evaluate import _Scores, warm_up
     from .progress import Progress
 
     classes = list(classes if classes is not None else session.classes)
     scores = _Scores(classes, output_map)
-    warmup_s = warm_up(session)    # fills the numba cache once, so the workers load instead of compile
+    pool = None if adaptive else Workers(job, workers)   # they start while this process warms up
+    try:
+        warmup_s = warm_up(session)    # fills the numba cache once, so the workers load instead of compile
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     compute = [0.0]
     t0 = time.perf_counter()
     with Progress(n, "eval", enabled=None if progress else False) as bar:
@@ -197,40 +227,62 @@ def evaluate_workers(session, job, n: int, workers: int, progress: bool = True, 
             first = 1
             if n * (time.perf_counter() - s0) < SERIAL_BELOW_S:
                 workers = 1
+                if serial_threads is not None:
+                    from .kernels.threads import set_threads
+                    set_threads(serial_threads)
                 for i in range(1, n):
                     take(run_sample(session, data, i), local=True)
                 first = n
         if first < n:
-            run_parallel(job, n, workers, take, first=first)
+            with pool or Workers(job, workers) as running:
+                running.run(n, take, first=first)
     res = scores.result(time.perf_counter() - t0, compute[0], warmup_s)
     res.extra["workers"] = workers
     return res
 
 
-def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None, first: int = 0) -> None:
-    """Run samples first..n-1 on `workers` processes; call on_result(result) in index order as results
-    arrive. Workers take contiguous blocks of samples (default: about four per worker), so that a
-    recording holding many samples is decoded by few workers, and stream back one result per sample."""
-    import multiprocessing as mp
-    import queue
+class Workers:
+    """The worker processes of one evaluation. Started at construction (they import evrt and numba and
+    then wait); `run` lets them go, hands out contiguous blocks of samples and calls on_result in index
+    order; leaving the `with` block (or `close`) ends them."""
 
-    ctx = mp.get_context(start_method())
-    block = block or max(1, -(-(n - first) // (4 * workers)))
-    tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True) for _ in range(workers)]
-    waiting, nxt = {}, first
-    try:
-        for p in procs:   # before the first put: that starts the queue's feeder thread, and a fork
-            p.start()     # should copy a process without threads
+    def __init__(self, job: EvalJob, workers: int):
+        import multiprocessing as mp
+        method = start_method()
+        ctx = mp.get_context(method)
+        self.tasks, self.results, self.go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.workers = workers
+        self.procs = [ctx.Process(target=_worker, args=(job, self.tasks, self.results, method != "fork", self.go),
+                                  daemon=True) for _ in range(workers)]
+        try:
+            for p in self.procs:   # before the first put: that starts the queue's feeder thread, and a
+                p.start()          # fork should copy a process without threads
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def run(self, n: int, on_result, block: int | None = None, first: int = 0) -> None:
+        """Samples first..n-1; blocks of `block` samples (default: about four blocks per worker)."""
+        import queue
+        block = block or max(1, -(-(n - first) // (4 * self.workers)))
+        self.go.set()
         for start in range(first, n, block):
-            tasks.put((start, min(start + block, n)))
-        for _ in procs:
-            tasks.put(None)
+            self.tasks.put((start, min(start + block, n)))
+        for _ in self.procs:
+            self.tasks.put(None)
+        waiting, nxt = {}, first
         while nxt < n:
             try:
-                kind, i, payload = results.get(timeout=0.25)
+                kind, i, payload = self.results.get(timeout=0.25)
             except queue.Empty:
-                _check_alive(procs, nxt)
+                _check_alive(self.procs, nxt)
                 continue
             if kind == "error":
                 raise EvrtError(f"a worker could not start: {payload}" if i < 0 else f"sample {i}: {payload}")
@@ -238,10 +290,18 @@ def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | Non
             while nxt in waiting:
                 on_result(waiting.pop(nxt))
                 nxt += 1
-    finally:
-        _stop(procs)
-        tasks.close()
-        results.close()
+
+    def close(self) -> None:
+        _stop(self.procs)
+        self.tasks.close()
+        self.results.close()
+
+
+def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None, first: int = 0) -> None:
+    """Run samples first..n-1 on `workers` processes; call on_result(result) in index order as results
+    arrive (Workers.run)."""
+    with Workers(job, workers) as pool:
+        pool.run(n, on_result, block, first)
 
 
 def _check_alive(procs, nxt: int) -> None:
@@ -257,15 +317,9 @@ def _check_alive(procs, nxt: int) -> None:
 
 
 def start_method() -> str:
-    """fork when it is available and safe (no numba thread pool started in this process), else spawn."""
-    import multiprocessing as mp
-    if "fork" not in mp.get_all_start_methods():
-        return "spawn"
-    try:
-        from numba.np.ufunc import parallel
-    except ImportError:
-        return "spawn"
-    return "spawn" if getattr(parallel, "_is_initialized", True) else "fork"
+    """spawn: see the module's docstring (a forking process and its later children run numba kernels
+    far slower here; fork is also unsafe once numba's thread pool runs). Tests patch this to "fork"."""
+    return "spawn"
 
 
 def _stop(procs) -> None:

@@ -4,7 +4,8 @@ that a shared machine's load falls on every setting alike.
     python tools/bench_workers.py [--workers 1 2] [--repeat 3] [--model NAME] [--json]
 
 Each run is a fresh `evrt eval --json` process on the shipped synthetic DVS Gesture test split. samples/s =
-samples / the evaluation's wall time (worker start-up included, the parent's one-off JIT warm-up not);
+samples / the evaluation's wall time, from the end of the parent's one-off JIT warm-up to the last result
+(with --workers N the workers start before that warm-up and load the model and kernels while it runs);
 `process_s` is the whole command, interpreter start to exit. Every run's predictions must be identical.
 """
 from __future__ import annotations

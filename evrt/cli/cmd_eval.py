@@ -106,8 +106,12 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise EvrtError("--workers must be at least 1")
 
+    from ..kernels.threads import set_threads
     from .options import threads_from
-    threads_from(args)
+    threads = threads_from(args)
+    workers = args.workers or usable_cores()
+    if workers > 1:   # this process warms up the kernels the one-thread workers run, and hands out samples
+        set_threads(1)
     model = resolve_model(args.model or DEFAULT_MODEL)
     sess = Session(model, precision=args.precision, mode="clip")
     job = EvalJob(str(Path(model).resolve()), args.precision, name, str(root.resolve()), args.split, args.order,
@@ -127,7 +131,9 @@ def run(args) -> int:
         print(f"evrt eval: {name} {describe_fit(plan, ds[0].events)} (counted on the first sample)",
               file=sys.stderr)
     fitted = {"events": 0, "dropped": 0}
-    workers = min(args.workers or usable_cores(), n)
+    workers = min(workers, n)
+    if workers == 1:
+        set_threads(threads)
 
     if workers > 1:
         def count(r):
@@ -135,7 +141,8 @@ def run(args) -> int:
             fitted["dropped"] += r["dropped"]
         # the default adapts: a short evaluation stays in this process (workers take ~1 s to start)
         res = evaluate_workers(sess, job, n, workers, progress=not args.json, classes=classes, output_map=omap,
-                               on_sample=count, data=(ds, plan), adaptive=args.workers is None)
+                               on_sample=count, data=(ds, plan), adaptive=args.workers is None,
+                               serial_threads=threads)
         workers = res.extra["workers"]
     else:
         def samples():

@@ -104,11 +104,23 @@ def serial_here():
 def _apply(n: int) -> None:
     """numba's count is per Python thread: set it in the calling thread (Session.step calls this too)."""
     import numba
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)
+    # asking numba for its count starts its thread pool; at one thread nothing parallel runs, so a
+    # pool not yet started is left unstarted (a process without one may fork: evrt/parallel.py)
+    if n > 1 or pool_started():
+        if numba.get_num_threads() != n:
+            numba.set_num_threads(n)
     _blas_threads(1)             # never BLAS threads: see kernels/matmul.py
     if n > 1 and _state["layer"] is None:
         _state["layer"] = _probe_layer()
+
+
+def pool_started() -> bool:
+    """Whether numba's thread pool runs in this process (a fork would copy it half-alive)."""
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return True
+    return bool(getattr(parallel, "_is_initialized", True))
 
 
 def apply() -> int:
