@@ -25,7 +25,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Read once by libgomp when numba first loads its OpenMP layer: its workers sleep as soon as a parallel
 # region ends instead of spinning (default ~300k spins). On the shared 2-core box, with other processes
@@ -110,8 +110,6 @@ def _apply(n: int) -> None:
         if numba.get_num_threads() != n:
             numba.set_num_threads(n)
     _blas_threads(1)             # never BLAS threads: see kernels/matmul.py
-    if n > 1 and _state["layer"] is None:
-        _state["layer"] = _probe_layer()
 
 
 def pool_started() -> bool:
@@ -130,21 +128,17 @@ def apply() -> int:
     return n
 
 
-def _probe_layer() -> str:
-    from numba import threading_layer
-    _warm(np.zeros(2))
-    try:
-        return threading_layer()
-    except ValueError:
-        return "unknown"
-
-
-def _warm_impl(a):
-    for i in prange(a.size):
-        a[i] += 1
-
-
-_warm = njit(parallel=True, cache=True)(_warm_impl)
+def _layer() -> str | None:
+    """numba's threading layer once a parallel kernel has run in this process, else None. Not probed by
+    running one: that would load numba's typing modules and start its pool at Session creation (~0.4 s
+    of a warm start), before any step needs them."""
+    if _state["layer"] is None:
+        from numba import threading_layer
+        try:
+            _state["layer"] = threading_layer()
+        except ValueError:
+            return None
+    return _state["layer"]
 
 
 class _NoLock:
@@ -161,9 +155,9 @@ _NOLOCK = _NoLock()
 def region():
     """A context around a step's parallel kernels: the process-wide lock when the threading layer is
     not safe for concurrent use (workqueue), else nothing."""
-    if _state["layer"] in ("omp", "tbb") or get_threads() == 1:
+    if get_threads() == 1 or _layer() in ("omp", "tbb"):
         return _NOLOCK
-    return _lock
+    return _lock             # the workqueue layer, or not known yet (no parallel kernel has run)
 
 
 # ------------------------------------------------------------------------------------------------ BLAS
