@@ -324,18 +324,26 @@ def machine_lines(bdir: Path) -> list:
     if th.is_file():
         d = json.loads(th.read_text())
         n = d["threads"]
-        L += [f"## One stream on every core: 1 vs {n} threads inside a step\n",
+        L += [f"## One stream on every core: 1 vs {n} threads\n",
               f"`python tools/bench_threads.py --reps 6 --samples 2 --json > docs/bench/threads.json`: the full "
-              "configurations, one process, the thread counts alternating rep by rep (ABBA); wall time per "
-              "sample (model compute, input framing included), median with min–max over all reps. Results are "
-              "bit-identical at any thread count (tests/test_threads.py). Target: ≥ 1.7×.\n",
-              f"| model | 1 thread, ms | {n} threads, ms | speed-up (median) | target met | load before → after |",
-              "|---|---:|---:|---:|---|---|"]
+              "configurations, one process, the settings taking turns rep by rep; wall time per sample (model "
+              "compute, input framing included), median with min–max over all reps. *In stages* (the default "
+              f"with {n} threads): the clip's ops cut into {n} stages, one thread each, steps flowing through "
+              "them (docs/INTERNALS.md \"Stages\"); *steps split*: each step's kernels split between the threads "
+              "(`Session(stages=1)`). Results are bit-identical to one thread either way (tests/test_stages.py, "
+              "tests/test_threads.py). Target: ≥ 1.7×.\n",
+              f"| model | 1 thread, ms | {n} threads in stages, ms | speed-up (median) | target met | "
+              f"{n} threads, steps split, ms | speed-up | cut | load before → after |",
+              "|---|---:|---:|---:|---|---:|---:|---|---|"]
         for r in d["results"]:
             a, b = r["t1"], r[f"t{n}"]
+            c = r.get(f"t{n}_split")
+            split = (f"{c['median_ms']:.0f} ({c['min_ms']:.0f}–{c['max_ms']:.0f}) | {r['speedup_split_median']:.2f}×"
+                     if c else "— | —")
             L.append(f"| {r['model']} | {a['median_ms']:.0f} ({a['min_ms']:.0f}–{a['max_ms']:.0f}) | "
                      f"{b['median_ms']:.0f} ({b['min_ms']:.0f}–{b['max_ms']:.0f}) | {r['speedup_median']:.2f}× | "
-                     f"{'yes' if r['speedup_median'] >= 1.7 else 'no'} | {r['load_before']:.1f} → {r['load_after']:.1f} |")
+                     f"{'yes' if r['speedup_median'] >= 1.7 else 'no'} | {split} | {r.get('stage_cut') or '—'} | "
+                     f"{r['load_before']:.1f} → {r['load_after']:.1f} |")
         L.append("")
     wk = bdir / "workers.json"
     if wk.is_file():

@@ -1,11 +1,12 @@
-"""Per-sample model compute time at 1 vs N threads inside one step (docs/INTERNALS.md "Threads").
+"""Per-sample model compute time at 1 vs N threads: clips in stages (the default) and each step's
+kernels split (docs/INTERNALS.md "Stages", "Threads").
 
     python tools/bench_threads.py [--models spikformer-dvs sdt-gesture resformer-dvsg] [--threads 2]
                                   [--reps 5] [--samples 2] [--json]
 
 The full configurations of tools/bench.py (REF_MODELS, built under out/bench/ on first use, needs the
-dev extra). One process, one Session per model; the thread counts alternate rep by rep (ABBA) so a
-change in machine load hits both sides alike. Reports the median, min and max per-sample wall time,
+dev extra). One process, one Session per model; the settings take turns rep by rep (the order rotated)
+so a change in machine load hits all alike. Reports the median, min and max per-sample wall time,
 the median process and main-thread CPU time, and the 1-minute load average before and after: on a
 shared machine other processes' load decides what a second thread can win, so read the numbers with it.
 """
@@ -34,33 +35,43 @@ def parse_args(argv=None):
 
 
 def measure(name, samples, threads, reps, log):
+    """One Session; per rep every setting in turn (order rotated rep by rep): one thread, `threads` threads
+    with clips in stages (the default), and `threads` threads with each step's kernels split (stages=1)."""
     from evrt.engine import Session
     from evrt.graph import Graph
     from evrt.kernels.threads import set_threads
     from tools.bench import prepare_reference
     _, gpath = prepare_reference(name)
     sess = Session(Graph.load(gpath), "float32")
-    for n in (1, threads):                       # compile / load every kernel variant first
+    settings = {"t1": (1, None), f"t{threads}": (threads, None), f"t{threads}_split": (threads, 1)}
+    for n, stages in settings.values():           # compile / load every kernel variant, plan the stages
         set_threads(n)
-        sess.run_clip(samples[0])
-    rows = {1: [], threads: []}
+        sess.stages = stages
+        for _ in range(3):
+            sess.run_clip(samples[0])
+    rows = {k: [] for k in settings}
     load0 = os.getloadavg()[0]
+    keys = list(settings)
     for rep in range(reps):
-        for n in ((1, threads) if rep % 2 == 0 else (threads, 1)):
+        for key in keys[rep % 3:] + keys[:rep % 3]:
+            n, stages = settings[key]
             set_threads(n)
+            sess.stages = stages
             for s in samples:
                 w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
                 sess.run_clip(s)
-                rows[n].append((time.perf_counter() - w0, time.process_time() - p0, time.thread_time() - t0))
+                rows[key].append((time.perf_counter() - w0, time.process_time() - p0, time.thread_time() - t0))
         log(f"[bench_threads] {name} rep {rep + 1}/{reps} load {os.getloadavg()[0]:.1f}")
-    out = dict(model=name, load_before=load0, load_after=os.getloadavg()[0])
-    for n, r in rows.items():
+    out = dict(model=name, load_before=load0, load_after=os.getloadavg()[0],
+               stage_cut=sess.stage_plan.describe() if sess.stage_plan else None)
+    for key, r in rows.items():
         a = np.array(r)
-        out[f"t{n}"] = dict(median_ms=float(np.median(a[:, 0]) * 1e3), min_ms=float(a[:, 0].min() * 1e3),
-                            max_ms=float(a[:, 0].max() * 1e3), cpu_ms=float(np.median(a[:, 1]) * 1e3),
-                            main_cpu_ms=float(np.median(a[:, 2]) * 1e3), n=len(r))
+        out[key] = dict(median_ms=float(np.median(a[:, 0]) * 1e3), min_ms=float(a[:, 0].min() * 1e3),
+                        max_ms=float(a[:, 0].max() * 1e3), cpu_ms=float(np.median(a[:, 1]) * 1e3),
+                        main_cpu_ms=float(np.median(a[:, 2]) * 1e3), n=len(r))
     out["speedup_median"] = out["t1"]["median_ms"] / out[f"t{threads}"]["median_ms"]
     out["speedup_min"] = out["t1"]["min_ms"] / out[f"t{threads}"]["min_ms"]
+    out["speedup_split_median"] = out["t1"]["median_ms"] / out[f"t{threads}_split"]["median_ms"]
     return out
 
 
@@ -79,8 +90,9 @@ def main(argv=None):
     for r in res:
         a, b = r["t1"], r[f"t{n}"]
         print(f"{r['model']}: 1 thread {a['median_ms']:.0f} ms (min {a['min_ms']:.0f}, max {a['max_ms']:.0f}); "
-              f"{n} threads {b['median_ms']:.0f} ms (min {b['min_ms']:.0f}, max {b['max_ms']:.0f}); "
-              f"speedup {r['speedup_median']:.2f}x median, {r['speedup_min']:.2f}x min; "
+              f"{n} threads in stages {b['median_ms']:.0f} ms (min {b['min_ms']:.0f}, max {b['max_ms']:.0f}); "
+              f"speedup {r['speedup_median']:.2f}x median, {r['speedup_min']:.2f}x min; steps split "
+              f"{r[f't{n}_split']['median_ms']:.0f} ms ({r['speedup_split_median']:.2f}x); "
               f"load {r['load_before']:.1f} -> {r['load_after']:.1f}")
 
 

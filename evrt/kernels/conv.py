@@ -24,17 +24,24 @@ from .threads import get_threads, serial_and_parallel
 # the shared 2-core Zen3 box, ±30 % noise), the thresholds that minimise the summed time per kind:
 # full convs 0.30-0.35 (break-even ~0.3 at 128-256 outputs, lower for narrow outputs), 1x1 convs flat
 # over 0.25-0.4 (~0.1 at 32 outputs, ~0.35 at 384-768), grouped convs (32 channels per group) ~0.25.
+# A first layer fed by the sensor's two polarities (Cin <= 2) has rows of one or two weights per tap: the
+# event path's per-input work is all overhead there. 3x3 2->32 at 128x128 (Spikformer/SDT's stem), 16
+# steps: event path on the count frame 11.9 / 16.4 / 25.3 ms at densities 0.06 / 0.12 / 0.24 against
+# 15.7 ms dense at any density: break-even ~0.1.
 DENSE_ABOVE_CONV = 0.3
 DENSE_ABOVE_1X1 = 0.3
 DENSE_ABOVE_GROUPED = 0.25
 DENSE_ABOVE_DW = 0.0
+DENSE_ABOVE_FEW_IN = 0.1
 DENSE_ABOVE = DENSE_ABOVE_CONV      # kept for callers that want one number
 
 
 def default_dense_above(kh, kw, cig, cpg, groups):
     """The measured break-even for this layer kind (see the constants above)."""
     if groups == 1:
-        return DENSE_ABOVE_1X1 if kh == kw == 1 else DENSE_ABOVE_CONV
+        if kh == kw == 1:
+            return DENSE_ABOVE_1X1
+        return DENSE_ABOVE_FEW_IN if cig <= 2 else DENSE_ABOVE_CONV
     if cig == 1 and cpg == 1:
         return DENSE_ABOVE_DW
     return DENSE_ABOVE_GROUPED
