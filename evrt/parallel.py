@@ -269,12 +269,11 @@ class Workers:
         return False
 
     def run(self, n: int, on_result, block: int | None = None, first: int = 0) -> None:
-        """Samples first..n-1; blocks of `block` samples (default: about four blocks per worker)."""
+        """Samples first..n-1 in blocks of `block` samples, by default shrinking blocks (blocks)."""
         import queue
-        block = block or max(1, -(-(n - first) // (4 * self.workers)))
         self.go.set()
-        for start in range(first, n, block):
-            self.tasks.put((start, min(start + block, n)))
+        for start, stop in blocks(first, n, self.workers, block):
+            self.tasks.put((start, stop))
         for _ in self.procs:
             self.tasks.put(None)
         waiting, nxt = {}, first
@@ -295,6 +294,19 @@ class Workers:
         _stop(self.procs)
         self.tasks.close()
         self.results.close()
+
+
+def blocks(first: int, n: int, workers: int, block: int | None = None) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) blocks of first..n-1: `block` samples each, or by default each block a
+    quarter of what every worker would have left (at least one sample), so early blocks are long (a
+    recording holding many samples is decoded by few workers) and the last ones short (no worker is
+    left with a long block while the others are done)."""
+    out, start = [], first
+    while start < n:
+        size = block or max(1, -(-(n - start) // (4 * workers)))
+        out.append((start, min(start + size, n)))
+        start = out[-1][1]
+    return out
 
 
 def run_parallel(job: EvalJob, n: int, workers: int, on_result, block: int | None = None, first: int = 0) -> None:

@@ -441,3 +441,17 @@ def test_replay_drops_and_counts_bad_events(capsys, tmp_path, models):
     summary = json_lines(out)[-1]
     assert summary["dropped_by_reason"]["out_of_sensor"] == 1
     assert summary["dropped_events"] == 1 + back and summary["events_streamed"] == len(ev) - 1 - back
+
+
+@pytest.mark.parametrize("first, n, workers, block", [(0, 22, 2, None), (1, 22, 2, None), (0, 5, 3, None),
+                                                      (0, 1, 4, None), (3, 40, 2, 6)])
+def test_worker_blocks_cover_the_samples_in_order_and_shrink(first, n, workers, block):
+    from evrt.parallel import blocks
+    bl = blocks(first, n, workers, block)
+    assert bl[0][0] == first and bl[-1][1] == n
+    assert all(a < b for a, b in bl) and all(b == c for (_, b), (c, _) in zip(bl, bl[1:]))
+    sizes = [b - a for a, b in bl]
+    if block is None:
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+    else:
+        assert set(sizes[:-1]) <= {block}
