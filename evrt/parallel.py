@@ -6,9 +6,9 @@ Workers are spawned (fresh interpreters), not forked: on the machine this was me
 that has forked runs numba kernels up to 40x slower from then on (a LIF step: 0.18 ms before the fork,
 6.6-11.5 ms after it, in the parent and in every later child), while spawning leaves both sides at full
 speed (docs/INTERNALS.md "Worker processes"). With `--workers N` given, the workers are started before
-the parent's warm-up: their interpreter start, the model and its kernels (an empty and an every-pixel
-clip; from numba's cache when it is warm, else compiled side by side with the parent) overlap it, and
-they take samples once it is done. Workers take contiguous blocks of sample indices from a queue (a recording that holds many
+the parent's warm-up: their interpreter start, the model and its kernels (an empty clip; from numba's
+cache when it is warm, else compiled side by side with the parent) overlap it, and they take samples
+once it is done. Workers take contiguous blocks of sample indices from a queue (a recording that holds many
 samples is then decoded by one or two workers, not all) and send back, per sample, exactly what the
 serial loop computes: the clip's logits, ACs/MACs and the per-layer counters. It scores them in index
 order, so predictions, the confusion matrix and the counters' report are identical to `--workers 1`.
@@ -74,16 +74,18 @@ _state: dict = {}
 
 
 def _light_warm_up(sess) -> None:
-    """Load the model's one-thread kernels (compiling any the cache lacks): an empty clip and one with an
-    event at every pixel (one step each for time-window framing), then a fresh state and counters."""
-    from .evaluate import pixel_events
-    dense = pixel_events(sess.meta)
-    for ev in (dense[:0], dense):
-        if sess.meta.get("framing", {}).get("kind") == "time_window":
-            sess.step(ev)
-        else:
-            sess.run_clip(ev)
-        sess.reset()
+    """Load the model's one-thread kernels for sparse input (compiling any the cache lacks) with one empty
+    clip (one empty step for time-window framing), then a fresh state and counters. The dense paths'
+    kernels load at the first sample that takes them (milliseconds from the cache the parent filled):
+    an every-pixel clip here would keep the worker busy past the parent's warm-up."""
+    from .events import EVENT_DTYPE
+    import numpy as np
+    empty = np.empty(0, EVENT_DTYPE)
+    if sess.meta.get("framing", {}).get("kind") == "time_window":
+        sess.step(empty)
+    else:
+        sess.run_clip(empty)
+    sess.reset()
     sess.reset_counters()
 
 
