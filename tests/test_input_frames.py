@@ -37,10 +37,11 @@ def test_busy_steps_become_count_frames_with_the_same_acs(factor):
         np.add.at(want, (listed.ys, listed.xs, listed.cs), 1)
         assert np.array_equal(x, want)                        # exact counts per (y, x, polarity)
     out = conv.run([x], _Context()).copy()
-    acs = conv.stats.acs
+    acs, nonzero = conv.stats.acs, conv.stats.in_nonzero
     ref = np.zeros_like(out)
     c_ev = K.conv2d_events(listed.ys, listed.xs, listed.cs, conv.w, conv.b, conv.s, conv.p, ref)
     assert acs == c_ev.pairs                                   # one AC per (event, output) pair either way
+    assert nonzero == c_ev.nnz == n                            # the input rate counts events either way
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 

@@ -125,7 +125,7 @@ class Int8Weights:
             if not KQ.int32_holds(self._vmax, self.int8_terms):   # could have wrapped: redo in int64
                 acc = np.zeros(self.out_shape, np.int64)
                 c = self._int_sum(x, stride, pad, dil, groups, acc)
-            self.count(c)
+            self.count(c, x)
         KQ.apply_scale(acc, self.q_scale, self.q_bias, self.out)
         return self.out
 

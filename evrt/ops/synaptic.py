@@ -24,13 +24,15 @@ class Synaptic(OpImpl):
         """The producing neuron's list for this step's input, or None (then the kernel scans)."""
         return self.source.spikes if self.source is not None else None
 
-    def count(self, c):
-        """Spikes and integer counts give ACs (a count c adds c times); real-valued input gives MACs."""
+    def count(self, c, x=None):
+        """Spikes and integer counts give ACs (a count c adds c times); real-valued input gives MACs.
+        The input's non-zeros: for event counts (x given) the events, as an event list counts them."""
         if self.a["in_kind"] == "real":
             self.stats.macs = int(c.pairs)
         else:
             self.stats.acs = int(round(c.weighted))
-        self.stats.in_nonzero = int(c.nnz)
+        self.stats.in_nonzero = int(c.nnz) if x is None or self.a["in_kind"] != "events" \
+            else int(round(float(x.sum(dtype=np.float64))))
 
 
 class PerStep:
@@ -139,11 +141,11 @@ class Conv2d(Synaptic, PerStep, Int8Weights):
             self.stats.acs = int(c.pairs)
             return self.out
         if self.general:
-            self.count(K.conv2d_general(x, self.w, self.b, *self.general, self.a["groups"], self.out))
+            self.count(K.conv2d_general(x, self.w, self.b, *self.general, self.a["groups"], self.out), x)
             return self.out
         # the kernel counts the non-zero inputs in the pass that lists them (no extra scan of x), or
         # takes both from the producing neuron's spike list
-        self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out, spikes=self.spike_list()))
+        self.count(K.conv2d_scatter(x, self.w, self.b, s, p, self.a["groups"], self.out, spikes=self.spike_list()), x)
         return self.out
 
 
