@@ -98,7 +98,7 @@ class StagePlan:
             if self.costs is not None:
                 share = f" ({sum(self.costs[a:a + len(ops)]) / max(sum(self.costs), 1e-12):.0%})"
             parts.append(f"{ops[0].name}..{ops[-1].name}{share}")
-        return " | ".join(parts)
+        return " / ".join(parts)
 
 
 def op_costs(session, steps: list) -> tuple[list[float], tuple]:

@@ -349,7 +349,8 @@ def machine_lines(bdir: Path) -> list:
     if wk.is_file():
         d = json.loads(wk.read_text())
         L += ["## Throughput on the whole machine: `evrt eval --workers N`\n",
-              f"`python tools/bench_workers.py --repeat 3 --model {d.get('model')} --threads {d.get('threads')} "
+              f"`python tools/bench_workers.py --repeat {len(d['runs']) // max(1, len(d['summary']))} "
+              f"--model {d.get('model')} --threads {d.get('threads')} "
               "--json > docs/bench/workers.json`: fresh `evrt eval --json` processes on the shipped synthetic "
               f"test split ({d['n']} samples, model {d.get('model')}, EVRT_THREADS={d.get('threads')} in every "
               "process), worker counts interleaved; samples/s over the evaluation's wall time, from the end "
