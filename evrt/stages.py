@@ -12,7 +12,8 @@ What passes between stages is a copy of every value a later stage reads: an op w
 same buffer, which its stage overwrites at the next step. The queues hold at most QUEUE_STEPS steps, so
 memory stays bounded whatever the clip length. A neuron that hands its spike list to a consumer in
 another stage does not do so while staged (the list is rewritten at its next step); the consumer scans
-the copied map instead, which gives the same result (tests/test_spike_lists.py).
+the copied map instead, which gives the same result (tests/test_stages.py; the scan and the list agree
+bit for bit: tests/test_spike_lists.py).
 
 The cut balances the stages by the ops' measured times: first as two clips run on one thread, then once
 more as the first staged clip ran them (an op can run slower beside another stage than alone: the two
@@ -30,8 +31,6 @@ import numpy as np
 from .kernels.threads import serial_here
 
 QUEUE_STEPS = 2
-_STOP = object()
-_pool: dict = {}
 
 
 def balance(costs, k: int) -> list[int]:
@@ -117,10 +116,15 @@ def op_costs(session, steps: list) -> tuple[list[float], tuple]:
         session.op_seconds.update(saved)
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    ex = _pool.get(workers)
-    if ex is None:
-        ex = _pool[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evrt-stage")
+def _executor(session, workers: int) -> ThreadPoolExecutor:
+    """The session's own threads for stages 1..k-1. Not shared between sessions: two sessions staging
+    clips at once from different threads could otherwise fill a shared pool with stages that wait for
+    their next stage, which would then have no thread to run on."""
+    ex = getattr(session, "_stage_threads", None)
+    if ex is None or ex._max_workers != workers:
+        if ex is not None:
+            ex.shutdown(wait=False)
+        ex = session._stage_threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evrt-stage")
     return ex
 
 
@@ -197,7 +201,7 @@ def run_staged(session, plan: StagePlan, steps: list, make_ctx) -> tuple[list, l
     for impl in plan.crossing_lists:
         impl._staged_source, impl.source = impl.source, None
     try:
-        futs = [_executor(k - 1).submit(stage, s) for s in range(1, k)]
+        futs = [_executor(session, k - 1).submit(stage, s) for s in range(1, k)]
         errors = []
         try:
             stage(0)

@@ -174,3 +174,29 @@ def test_first_two_clips_plan_then_stage():
     sess.run_clip(ev)                                  # staged, then re-cut once by the staged times
     assert plan.staged_clips == 1 and sess.stage_plan.refined
     assert S.QUEUE_STEPS >= 1
+
+
+def test_sessions_staging_at_once_from_two_threads():
+    """Each session has its own stage threads: two sessions in two Python threads, 3 stages each, give the
+    one-thread results and finish."""
+    path = ROOT / "models" / "sdt-synth-gesture" / "model.evrt"
+    one = Session(path, threads=1, stages=1)
+    ev = _sample(one, 7)
+    want = one.run_clip(ev).step_logits
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            sess = Session(path, stages=3)
+            sess.plan_stages(3)
+            got[i] = [sess.run_clip(ev).step_logits for _ in range(3)]
+        except Exception as e:   # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ths = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(120)
+    assert not errors and len(got) == 2 and not any(t.is_alive() for t in ths)
+    assert all(np.array_equal(r, want) for res in got.values() for r in res)
