@@ -124,19 +124,21 @@ def _unpack(s):
     return s.events, int(s.label), getattr(s, "name", None)
 
 
+def run_tiny(session, dense: bool = False) -> None:
+    """One tiny clip through `session` (one step for time-window framing, which has no window in an
+    empty clip: run_clip refuses it): no events, or with dense an event at every pixel."""
+    ev = pixel_events(session.meta) if dense else np.empty(0, EVENT_DTYPE)
+    if session.meta.get("framing", {}).get("kind") == "time_window":
+        session.step(ev)
+    else:
+        session.run_clip(ev)
+
+
 def warm_up(session) -> float:
     """Compile the JIT kernels before anything is timed (Session.warm_up: every variant a clip may pick,
     on an empty clip and on one with an event at every pixel); returns its seconds."""
     t0 = time.perf_counter()
-    one_step = session.meta.get("framing", {}).get("kind") == "time_window"
-
-    def run_once(dense):
-        ev = pixel_events(session.meta) if dense else np.empty(0, EVENT_DTYPE)
-        if one_step:
-            session.step(ev)   # time-window framing has no window in an empty clip (run_clip refuses it)
-        else:
-            session.run_clip(ev)
-    session.warm_up(run_once, streaming=False)
+    session.warm_up(lambda dense: run_tiny(session, dense), streaming=False)
     return time.perf_counter() - t0
 
 

@@ -75,16 +75,11 @@ _state: dict = {}
 
 def _light_warm_up(sess) -> None:
     """Load the model's one-thread kernels for sparse input (compiling any the cache lacks) with one empty
-    clip (one empty step for time-window framing), then a fresh state and counters. The dense paths'
-    kernels load at the first sample that takes them (milliseconds from the cache the parent filled):
-    an every-pixel clip here would keep the worker busy past the parent's warm-up."""
-    from .events import EVENT_DTYPE
-    import numpy as np
-    empty = np.empty(0, EVENT_DTYPE)
-    if sess.meta.get("framing", {}).get("kind") == "time_window":
-        sess.step(empty)
-    else:
-        sess.run_clip(empty)
+    clip, then a fresh state and counters. The dense paths' kernels load at the first sample that takes
+    them (milliseconds from the cache the parent filled): an every-pixel clip here would keep the worker
+    busy past the parent's warm-up."""
+    from .evaluate import run_tiny
+    run_tiny(sess)
     sess.reset()
     sess.reset_counters()
 
@@ -271,7 +266,7 @@ class Workers:
         return False
 
     def run(self, n: int, on_result, block: int | None = None, first: int = 0) -> None:
-        """Samples first..n-1 in blocks of `block` samples, by default shrinking blocks (blocks)."""
+        """Samples first..n-1, in the blocks that `blocks` cuts."""
         import queue
         self.go.set()
         for start, stop in blocks(first, n, self.workers, block):
