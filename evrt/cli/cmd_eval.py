@@ -109,9 +109,6 @@ def run(args) -> int:
     from ..kernels.threads import set_threads
     from .options import threads_from
     threads = threads_from(args)
-    workers = args.workers or usable_cores()
-    if workers > 1:   # this process warms up the kernels the one-thread workers run, and hands out samples
-        set_threads(1)
     model = resolve_model(args.model or DEFAULT_MODEL)
     sess = Session(model, precision=args.precision, mode="clip")
     job = EvalJob(str(Path(model).resolve()), args.precision, name, str(root.resolve()), args.split, args.order,
@@ -131,11 +128,10 @@ def run(args) -> int:
         print(f"evrt eval: {name} {describe_fit(plan, ds[0].events)} (counted on the first sample)",
               file=sys.stderr)
     fitted = {"events": 0, "dropped": 0}
-    workers = min(workers, n)
-    if workers == 1:
-        set_threads(threads)
+    workers = min(args.workers or usable_cores(), n)
 
     if workers > 1:
+        set_threads(1)   # this process warms up the kernels the one-thread workers run, and hands out samples
         def count(r):
             fitted["events"] += r["read_events"]
             fitted["dropped"] += r["dropped"]
