@@ -129,7 +129,7 @@ class Session:
             raise GraphError(f"stages must be a whole number >= 1 or None (one per thread), got {stages!r}")
         self.stages = stages
         self.stage_plan = None        # planned from the first two clips' op times (evrt/stages.py)
-        self._stage_costs = None
+        self._stage_costs = None      # the first of those clips' op times, until the second has run
         self._warming = False
         self._window: deque = deque(maxlen=self.T)
         self._sum = None
@@ -321,8 +321,8 @@ class Session:
 
     def _run_steps(self, steps: list) -> ClipResult:
         """One clip's steps from a fresh state; the readout is the mean of the step outputs. With several
-        stages the clip runs staged (evrt/stages.py); the first two such clips run on one thread and time
-        their ops, from which the stages are cut."""
+        stages it runs staged (evrt/stages.py run_clip: the first two such clips run on one thread and
+        time the ops the stages are cut by)."""
         if not steps:
             raise EventError("the clip has no events (no time window to run)")
         self.reset()
@@ -331,24 +331,8 @@ class Session:
             k = self._stage_count(len(steps))
             if k == 1:
                 logits, acs, macs = self._run_sequential(steps)
-            elif self.stage_plan is None or self.stage_plan.requested != k:
-                # timed on one thread, twice: the first clip may include compiling kernels; each op's
-                # cost is the smaller of its two times
-                costs, (logits, acs, macs) = staging.op_costs(self, steps)
-                if self._stage_costs is None:
-                    self._stage_costs = costs
-                else:
-                    costs = [min(a, b) for a, b in zip(costs, self._stage_costs)]
-                    self.stage_plan = staging.StagePlan(self.impls, self.output, staging.balance(costs, k), costs, k)
-                    self._stage_costs = None
             else:
-                plan = self.stage_plan
-                logits, acs, macs = staging.run_staged(self, plan, steps, _Context)
-                self._totals.steps += len(steps)
-                if plan.staged_clips == 1 and not plan.refined:   # re-cut once by the staged times
-                    self.stage_plan = staging.StagePlan(self.impls, self.output,
-                                                        staging.balance(plan.staged_costs, k), plan.staged_costs, k)
-                    self.stage_plan.refined = True
+                logits, acs, macs = staging.run_clip(self, steps, k, _Context)
         finally:
             self.reset_every = saved
         step_logits = np.stack(logits)
@@ -363,8 +347,7 @@ class Session:
         if len(costs) != len(self.impls):
             raise GraphError(f"costs: one per op ({len(self.impls)}), got {len(costs)}")
         k = max(1, min(int(k), len(self.impls)))
-        self.stage_plan = staging.StagePlan(self.impls, self.output, staging.balance(costs, k), costs, k)
-        self.stage_plan.refined = True
+        self.stage_plan = staging.StagePlan.cut(self, costs, k, refined=True)
         return self.stage_plan
 
     def _run_sequential(self, steps: list) -> tuple[list, list, list]:

@@ -86,6 +86,13 @@ class StagePlan:
                                if getattr(impl, "source", None) is not None
                                and stage_of[impl.source.name] != stage_of[impl.name]]
 
+    @classmethod
+    def cut(cls, session, costs, k: int, refined: bool = False) -> "StagePlan":
+        """The session's ops cut into k stages balanced by `costs` (one per op)."""
+        plan = cls(session.impls, session.output, balance(costs, k), costs, k)
+        plan.refined = refined
+        return plan
+
     @property
     def k(self) -> int:
         return len(self.stages)
@@ -153,6 +160,28 @@ def _get(q: queue.Queue, abort: threading.Event):
             continue
 
 
+def run_clip(session, steps: list, k: int, make_ctx) -> tuple[list, list, list]:
+    """One clip from the session's current state on k stages: per step (logits, ACs, MACs). Until the
+    session has a plan for k stages, the clip runs sequentially on one thread with its ops timed; the
+    second such clip cuts the stages by the smaller of each op's two times (the first may include
+    compiling). The first staged clip then times the ops beside each other and the cut is redone once
+    from those times."""
+    plan = session.stage_plan
+    if plan is None or plan.requested != k:
+        costs, result = op_costs(session, steps)
+        first = session._stage_costs
+        if first is None:
+            session._stage_costs = costs
+        else:
+            session.stage_plan = StagePlan.cut(session, [min(a, b) for a, b in zip(costs, first)], k)
+            session._stage_costs = None
+        return result
+    result = run_staged(session, plan, steps, make_ctx)
+    if plan.staged_clips == 1 and not plan.refined:
+        session.stage_plan = StagePlan.cut(session, plan.staged_costs, k, refined=True)
+    return result
+
+
 def run_staged(session, plan: StagePlan, steps: list, make_ctx) -> tuple[list, list, list]:
     """The clip's steps through the stages from the session's current state. Returns per step
     (logits float64, ACs, MACs); the session's per-layer counters are added to as in a sequential run.
@@ -218,5 +247,6 @@ def run_staged(session, plan: StagePlan, steps: list, make_ctx) -> tuple[list, l
         for impl in plan.crossing_lists:
             impl.source = impl._staged_source
     plan.staged_clips += 1
+    session._totals.steps += T
     session.ctx.dropped_events += sum(c.dropped_events for c in ctxs)
     return logits, acs.sum(axis=0).tolist(), macs.sum(axis=0).tolist()
