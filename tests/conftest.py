@@ -53,3 +53,26 @@ def pytest_runtest_setup(item):
     # a test marked `torch` needs the reference side, whatever it imports inside
     if item.get_closest_marker("torch") is not None:
         require_torch()
+
+
+def in_threads(fn, n: int = 2, timeout: float = 120.0) -> list:
+    """fn(i) for i in range(n), each in its own Python thread at once; their results in order. A thread
+    that raises fails the test with its error; one still running after `timeout` seconds fails it too."""
+    import threading
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            got[i] = fn(i)
+        except Exception as e:   # noqa: BLE001 - raised below, in the test's thread
+            errors.append(e)
+
+    ths = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in ths), f"a thread still runs after {timeout} s"
+    return [got[i] for i in range(n)]

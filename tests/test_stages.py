@@ -14,6 +14,8 @@ from evrt.engine import Session
 from evrt.errors import GraphError
 from evrt.events import make_events
 
+from conftest import in_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = sorted(p.parent.name for p in (ROOT / "models").glob("*/model.evrt"))
 
@@ -183,20 +185,11 @@ def test_sessions_staging_at_once_from_two_threads():
     one = Session(path, threads=1, stages=1)
     ev = _sample(one, 7)
     want = one.run_clip(ev).step_logits
-    got, errors = {}, []
 
     def run(i):
-        try:
-            sess = Session(path, stages=3)
-            sess.plan_stages(3)
-            got[i] = [sess.run_clip(ev).step_logits for _ in range(3)]
-        except Exception as e:   # noqa: BLE001 - reported below
-            errors.append(e)
+        sess = Session(path, stages=3)
+        sess.plan_stages(3)
+        return [sess.run_clip(ev).step_logits for _ in range(3)]
 
-    ths = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join(120)
-    assert not errors and len(got) == 2 and not any(t.is_alive() for t in ths)
-    assert all(np.array_equal(r, want) for res in got.values() for r in res)
+    got = in_threads(run)
+    assert all(np.array_equal(r, want) for res in got for r in res)

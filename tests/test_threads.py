@@ -18,6 +18,8 @@ from evrt.kernels import matmul as KM
 from evrt.kernels import neurons as KN
 from evrt.kernels import threads as T
 
+from conftest import in_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -345,28 +347,19 @@ def test_parallel_variants_are_the_ones_run(monkeypatch):
 def test_sessions_in_several_python_threads(monkeypatch):
     """Two Python threads stepping their own sessions at once (as several streams may) at 2 threads each
     give the results of one session alone."""
-    import threading
     from evrt.engine import Session
     path = ROOT / "models" / "spikingresformer-synth-gesture" / "model.evrt"
     steps = _model_input(Session(path, threads=1), np.random.default_rng(2))
     want = [o.logits for o in (lambda s: [s.step(x) for x in steps])(Session(path, threads=1))]
     T.set_threads(2)
-    got, errors = {}, []
 
     def run(i):
-        try:
-            sess = Session(path)
-            got[i] = [sess.step(x).logits for x in steps * 3]
-        except Exception as e:   # noqa: BLE001 - reported below
-            errors.append(e)
+        sess = Session(path)
+        return [sess.step(x).logits for x in steps * 3]
 
-    ths = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join(120)
-    assert not errors and len(got) == 2
-    for res in got.values():
+    got = in_threads(run)
+    assert len(got) == 2
+    for res in got:
         assert all(np.array_equal(a, b) for a, b in zip(res[:len(want)], want))
 
 
