@@ -5,7 +5,7 @@ the dataset itself and runs with one numba thread, so N workers use N cores with
 Workers are spawned (fresh interpreters), not forked: on the machine this was measured on, a process
 that has forked runs numba kernels up to 40x slower from then on (a LIF step: 0.18 ms before the fork,
 6.6-11.5 ms after it, in the parent and in every later child), while spawning leaves both sides at full
-speed (docs/INTERNALS.md "Worker processes"). With `--workers N` given, the workers are started before
+speed (docs/INTERNALS.md "Worker processes"; tools/bench_fork.py). With `--workers N` given, the workers are started before
 the parent's warm-up: their interpreter start, the model and its kernels (an empty clip; from numba's
 cache when it is warm, else compiled side by side with the parent) overlap it, and they take samples
 once it is done. Workers take contiguous blocks of sample indices from a queue (a recording that holds many
